@@ -1,0 +1,100 @@
+/**
+ * Server-side cryptographic primitives on node:crypto (OpenSSL), the verification fast path of
+ * DESIGN.md §5: SHA-256, and Ed25519 / P-256 public keys imported once as KeyObjects and reused.
+ * The portable (browser, firmware) counterparts built on @noble live in crypto-portable.ts; the
+ * browser build swaps this file for that one. Signatures: Ed25519 64 bytes (RFC 8032); ES256 raw
+ * r‖s, 64 bytes (RFC 9053 §2.1), high-S accepted because secure elements do not normalise S.
+ */
+import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { ProtocolError } from './errors.js';
+import { p256 } from '@noble/curves/nist.js';
+import { concatBytes, toBase64Url } from './bytes.js';
+
+/** SHA-256 of the concatenation of `parts`. */
+export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
+
+export type SignatureAlg = 'Ed25519' | 'ES256';
+
+/** A public key ready for repeated verification. Build once per device/gateway and cache it. */
+export interface PublicKey {
+  readonly alg: SignatureAlg;
+  /** Raw public key: 32 bytes (Ed25519) or 65-byte uncompressed SEC1 point (P-256). */
+  readonly raw: Uint8Array;
+  readonly keyObject: KeyObject;
+}
+
+const P256_SPKI_PREFIX = Uint8Array.from([
+  0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+  0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+]);
+
+/**
+ * Imports a raw public key. Ed25519: 32 bytes. ES256: 65-byte uncompressed or 33-byte compressed
+ * SEC1 point (stored uncompressed in `raw`). Throws COSE_KEY for a wrong size or a point off the curve.
+ */
+export function importPublicKey(alg: SignatureAlg, raw: Uint8Array): PublicKey {
+  try {
+    if (alg === 'Ed25519') {
+      if (raw.length !== 32) throw new ProtocolError('COSE_KEY', `Ed25519 public key: expected 32 bytes, got ${raw.length}`);
+      const keyObject = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: toBase64Url(raw) }, format: 'jwk' });
+      return { alg, raw: Uint8Array.from(raw), keyObject };
+    }
+    if (raw.length !== 65 && raw.length !== 33) {
+      throw new ProtocolError('COSE_KEY', `P-256 public key: expected a 65- or 33-byte SEC1 point, got ${raw.length}`);
+    }
+    // A compressed point is decompressed (and checked on the curve) by noble; OpenSSL checks the rest.
+    const point = raw.length === 65 ? raw : p256.Point.fromBytes(raw).toBytes(false);
+    const keyObject = createPublicKey({ key: Buffer.from(concatBytes(P256_SPKI_PREFIX, point)), format: 'der', type: 'spki' });
+    const der = keyObject.export({ format: 'der', type: 'spki' });
+    return { alg, raw: new Uint8Array(der.subarray(der.length - 65)), keyObject };
+  } catch (e) {
+    if (e instanceof ProtocolError) throw e;
+    throw new ProtocolError('COSE_KEY', `${alg} public key: not a valid point (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** Imports a public key from SubjectPublicKeyInfo DER (Ed25519 or P-256 only). Throws COSE_KEY. */
+export function importSpki(spki: Uint8Array): PublicKey {
+  let keyObject: KeyObject;
+  try {
+    keyObject = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new ProtocolError('COSE_KEY', 'SubjectPublicKeyInfo: cannot be parsed', { cause: e });
+  }
+  return fromKeyObject(keyObject);
+}
+
+/** Wraps a node:crypto public KeyObject (Ed25519 or P-256). Throws COSE_KEY for other key types. */
+export function fromKeyObject(keyObject: KeyObject): PublicKey {
+  const der = keyObject.export({ format: 'der', type: 'spki' });
+  if (keyObject.asymmetricKeyType === 'ed25519') {
+    return { alg: 'Ed25519', raw: new Uint8Array(der.subarray(der.length - 32)), keyObject };
+  }
+  if (keyObject.asymmetricKeyType === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+    return { alg: 'ES256', raw: new Uint8Array(der.subarray(der.length - 65)), keyObject };
+  }
+  throw new ProtocolError('COSE_KEY', `public key: expected Ed25519 or P-256, got ${keyObject.asymmetricKeyType ?? 'unknown'}`);
+}
+
+/** SubjectPublicKeyInfo DER of a public key. */
+export function spkiOf(key: PublicKey): Uint8Array {
+  return new Uint8Array(key.keyObject.export({ format: 'der', type: 'spki' }));
+}
+
+/**
+ * Verifies `sig` over `msg`. Returns false for a wrong signature (including a wrong length);
+ * never throws for bad input.
+ */
+export function verifySignature(key: PublicKey, msg: Uint8Array, sig: Uint8Array): boolean {
+  if (sig.length !== 64) return false;
+  try {
+    if (key.alg === 'Ed25519') return nodeVerify(null, msg, key.keyObject, sig);
+    return nodeVerify('sha256', msg, { key: key.keyObject, dsaEncoding: 'ieee-p1363' }, sig);
+  } catch {
+    return false;
+  }
+}

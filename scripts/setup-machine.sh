@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs the Debian packages packchain's tests and demo use, if missing (idempotent, needs root).
+# openssl: the tests run the real `openssl verify` / `openssl crl` on issued certificates and CRLs.
+# socat: pty pairs for simulated serial BMUs.
+set -euo pipefail
+need=()
+command -v openssl >/dev/null || need+=(openssl)
+command -v socat >/dev/null || need+=(socat)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "setup-machine: please install: ${need[*]}" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
