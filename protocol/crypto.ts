@@ -1,8 +1,8 @@
 /**
  * Server-side cryptographic primitives on node:crypto (OpenSSL), the verification fast path of
  * DESIGN.md §5: SHA-256, and Ed25519 / P-256 public keys imported once as KeyObjects and reused.
- * The portable (browser, firmware) counterparts built on @noble live in crypto-portable.ts; the
- * browser build swaps this file for that one. Signatures: Ed25519 64 bytes (RFC 8032); ES256 raw
+ * The portable (browser, firmware) counterparts built on @noble live in crypto-portable.ts under
+ * their own names (sha256Portable, verifySignaturePortable, ...); browser code imports only those. Signatures: Ed25519 64 bytes (RFC 8032); ES256 raw
  * r‖s, 64 bytes (RFC 9053 §2.1), high-S accepted because secure elements do not normalise S.
  */
 import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
