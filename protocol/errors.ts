@@ -61,7 +61,8 @@ export type IdentityErrorCode =
   | 'CRL_SIGNATURE'
   | 'CRL_MISSING' // no CRL for an issuing CA whose CRL is required
   | 'CRL_STALE' // nextUpdate is in the past
-  | 'TRUST_BUNDLE'; // trust bundle file is malformed
+  | 'TRUST_BUNDLE' // trust bundle file is malformed
+  | 'CERT_ISSUE'; // certificate/CRL builder given parameters outside the profile (station-side)
 
 /** Messages shared by the serial and BLE transports (protocol/messages.ts, serial.ts, ble.ts). */
 export type WireErrorCode =
@@ -89,6 +90,7 @@ export type LogErrorCode =
   | 'NOTE_SIGNATURE' // a signature from a known key is invalid
   | 'CHECKPOINT_MALFORMED'
   | 'CHECKPOINT_ORIGIN'
+  | 'CHECKPOINT_WITNESSES' // fewer verified witness cosignatures than the caller requires
   | 'LEAF_MALFORMED'
   | 'BUNDLE_MALFORMED'
   | 'BUNDLE_MISMATCH'; // bundle parts do not belong together (frame not in leaf, wrong leaf hash, ...)
