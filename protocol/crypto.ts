@@ -8,7 +8,7 @@
 import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { ProtocolError } from './errors.js';
 import { p256 } from '@noble/curves/nist.js';
-import { concatBytes, toBase64Url } from './bytes.js';
+import { concatBytes, fromBase64Url, toBase64Url } from './bytes.js';
 
 /** SHA-256 of the concatenation of `parts`. */
 export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
@@ -27,6 +27,7 @@ export interface PublicKey {
   readonly keyObject: KeyObject;
 }
 
+const ED25519_SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
 const P256_SPKI_PREFIX = Uint8Array.from([
   0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
   0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
@@ -70,19 +71,29 @@ export function importSpki(spki: Uint8Array): PublicKey {
 
 /** Wraps a node:crypto public KeyObject (Ed25519 or P-256). Throws COSE_KEY for other key types. */
 export function fromKeyObject(keyObject: KeyObject): PublicKey {
-  const der = keyObject.export({ format: 'der', type: 'spki' });
   if (keyObject.asymmetricKeyType === 'ed25519') {
+    const der = keyObject.export({ format: 'der', type: 'spki' });
     return { alg: 'Ed25519', raw: new Uint8Array(der.subarray(der.length - 32)), keyObject };
   }
   if (keyObject.asymmetricKeyType === 'ec' && keyObject.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
-    return { alg: 'ES256', raw: new Uint8Array(der.subarray(der.length - 65)), keyObject };
+    // OpenSSL exports an SPKI in the point form it was given (possibly compressed, RFC 5480 §2.2),
+    // so take the coordinates from the JWK view to get the uncompressed 04 ‖ x ‖ y form.
+    const jwk = keyObject.export({ format: 'jwk' });
+    if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') throw new ProtocolError('COSE_KEY', 'P-256 public key: no coordinates');
+    const raw = concatBytes(Uint8Array.of(0x04), fromBase64Url(jwk.x, 'COSE_KEY'), fromBase64Url(jwk.y, 'COSE_KEY'));
+    if (raw.length !== 65) throw new ProtocolError('COSE_KEY', 'P-256 public key: coordinates are not 32 bytes');
+    return { alg: 'ES256', raw, keyObject };
   }
   throw new ProtocolError('COSE_KEY', `public key: expected Ed25519 or P-256, got ${keyObject.asymmetricKeyType ?? 'unknown'}`);
 }
 
-/** SubjectPublicKeyInfo DER of a public key. */
+/**
+ * The canonical SubjectPublicKeyInfo DER of a key: the RFC 8410 §4 prefix ‖ 32-byte Ed25519 key, or
+ * the RFC 5480 §2 prefix ‖ 65-byte uncompressed P-256 point. Certificates packchain issues carry
+ * exactly these bytes, and key ids and fingerprints hash them.
+ */
 export function spkiOf(key: PublicKey): Uint8Array {
-  return new Uint8Array(key.keyObject.export({ format: 'der', type: 'spki' }));
+  return concatBytes(key.alg === 'Ed25519' ? ED25519_SPKI_PREFIX : P256_SPKI_PREFIX, key.raw);
 }
 
 /**
