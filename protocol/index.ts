@@ -229,3 +229,14 @@ export {
   type RevokedCert,
   type RootCaParams,
 } from './identity.js';
+export {
+  buildProofBundle,
+  decodeProofBundle,
+  encodeProofBundle,
+  verifyProofBundle,
+  MAX_BUNDLE_BYTES,
+  PROOF_BUNDLE_HEADER,
+  type BundleTrust,
+  type ProofBundle,
+  type VerifiedBundle,
+} from './bundle.js';
