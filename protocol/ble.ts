@@ -1,5 +1,5 @@
 /**
- * The BLE transport's wire format (docs/protocol/ble.md): the GATT layout (fixed UUIDs), the BLE
+ * The BLE transport's wire format (docs/protocol.md §6): the GATT layout (fixed UUIDs), the BLE
  * message (TYPE letter ‖ body ‖ CRC-32 big-endian over letter ‖ body) and its chunking into ATT
  * payloads of MTU − 3 = 20..244 bytes. A chunk is a header byte (bit 7 START, bit 6 END, bits 5..0 a
  * sequence number mod 64) ‖ data; a START chunk adds the total message length as a big-endian uint16.

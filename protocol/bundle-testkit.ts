@@ -28,7 +28,7 @@ export function frameOf(serial: string, counter: number): SohFrame {
     serial,
     counter,
     time: RECEIVED_AT - 1500 + counter * 1000,
-    soc: 700 + counter,
+    soc: 700 + (counter % 300),
     soh: 990,
     voltage: 51_200,
     current: -8_000,

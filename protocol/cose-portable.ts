@@ -1,5 +1,5 @@
 /**
- * COSE_Sign1 with @noble only (docs/protocol/cose.md; RFC 9052 §4.4; RFC 9053 §2.1, §2.2): the BMU
+ * COSE_Sign1 with @noble only (docs/protocol.md §2.2; RFC 9052 §4.4; RFC 9053 §2.1, §2.2): the BMU
  * firmware side signs here (hw-sim, as a pure-JS firmware would) and the browser verifies here. No
  * node: imports, directly or through its imports, so a bundler can ship it. The checks are exactly
  * those of cose.ts; only the signature primitive differs (crypto-portable.ts).

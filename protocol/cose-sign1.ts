@@ -1,5 +1,5 @@
 /**
- * COSE_Sign1 structure without cryptography (docs/protocol/cose.md): parsing (RFC 9052 §4.2),
+ * COSE_Sign1 structure without cryptography (docs/protocol.md §2.2): parsing (RFC 9052 §4.2),
  * Sig_structure (RFC 9052 §4.4), kid derivation and message assembly. Node-free, so the browser and
  * the firmware side share it; cose.ts (node:crypto) and cose-portable.ts (@noble) add the signature
  * check on top.

@@ -1,5 +1,5 @@
 /**
- * COSE_Sign1 verification on servers (docs/protocol/cose.md; RFC 9052 §4.4; RFC 9053 §2.1, §2.2):
+ * COSE_Sign1 verification on servers (docs/protocol.md §2.2; RFC 9052 §4.4; RFC 9053 §2.1, §2.2):
  * the gateway's and the ledger's path, on node:crypto (OpenSSL) via crypto.ts, which is 14–32×
  * faster than @noble here (DESIGN.md decision 5). Parsing and the Sig_structure live in
  * cose-sign1.ts; the @noble signer and browser verifier in cose-portable.ts.

@@ -1,5 +1,5 @@
 /**
- * The state-of-health frame schema, version 1, as data (docs/protocol/frame.md §2): one row per CBOR
+ * The state-of-health frame schema, version 1, as data (docs/protocol.md §2): one row per CBOR
  * map key with its name, wire type, range, wire unit and display scale. frame.ts validates against
  * this table, and the history CSV, tables and charts render names and units from it, so the units
  * live in exactly one place. Integer fixed-point units only (DESIGN.md decision 1): a value on the

@@ -1,5 +1,5 @@
 /**
- * The state-of-health frame codec (docs/protocol/frame.md; DESIGN.md decision 1): a deterministic
+ * The state-of-health frame codec (docs/protocol.md §2.1; DESIGN.md decision 1): a deterministic
  * CBOR map (RFC 8949 §4.2.1) with small unsigned integer keys in ascending order and integer
  * fixed-point values, carried as the payload of a COSE_Sign1 (cose.ts). The schema is the table in
  * frame-fields.ts.

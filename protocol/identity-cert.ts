@@ -1,5 +1,5 @@
 /**
- * Parsing of the X.509 artefacts of device identity (docs/protocol/identity.md §3.1–§3.3): certificates
+ * Parsing of the X.509 artefacts of device identity (docs/protocol.md §3.1–§3.3): certificates
  * (RFC 5280 §4) and CRLs (RFC 5280 §5) arrive from devices and files and are hostile, so every
  * parse is size-capped first and every library exception is wrapped in a ProtocolError
  * (CERT_PARSE / CRL_PARSE). A certificate is parsed by node:crypto (OpenSSL), which gives the fast

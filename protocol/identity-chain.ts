@@ -1,5 +1,5 @@
 /**
- * The per-certificate checks of chain verification (docs/protocol/identity.md §3.6 steps 5 and 7),
+ * The per-certificate checks of chain verification (docs/protocol.md §3.6 steps 5 and 7),
  * kept apart from the TrustStore that sequences and caches them: issuer linking (name, CA flags,
  * OpenSSL's checkIssued, signature), the device profile, CRL signature checks and the cache key.
  * Everything a certificate says is attacker-controlled until its signature chain is checked, so

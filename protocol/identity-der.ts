@@ -1,6 +1,6 @@
 /**
  * A minimal DER reader for the few certificate fields the chain verifier needs and node:crypto
- * does not expose (docs/protocol/identity.md §3.6 step 3): serial, issuer and subject Name bytes, subject
+ * does not expose (docs/protocol.md §3.6 step 3): serial, issuer and subject Name bytes, subject
  * CN and serialNumber attributes, SubjectPublicKeyInfo bytes, and the extensions (basicConstraints,
  * keyUsage, criticality). It runs only on bytes OpenSSL has already parsed as a Certificate, and it
  * is stricter than OpenSSL (definite lengths only, single-byte tags), so it can refuse what OpenSSL

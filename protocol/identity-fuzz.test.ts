@@ -1,6 +1,6 @@
 /**
  * Property tests: every identity parser and verifier fed random or mutated input returns a value
- * or throws ProtocolError — never another exception, never a hang (docs/protocol/identity.md §3.9).
+ * or throws ProtocolError — never another exception, never a hang (docs/protocol.md §3.9).
  */
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';

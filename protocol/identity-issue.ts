@@ -1,5 +1,5 @@
 /**
- * Issuing side of device identity (DESIGN.md decision 2; docs/protocol/identity.md §3.2, §3.3, §3.7): the
+ * Issuing side of device identity (DESIGN.md decision 2; docs/protocol.md §3.2, §3.3, §3.7): the
  * provisioning station builds the factory root CA, line (intermediate) CAs, device certificates
  * and CRLs with @peculiar/x509 over WebCrypto CryptoKeys. Everything here is async because
  * WebCrypto signs asynchronously. Each builder checks its parameters against the packchain

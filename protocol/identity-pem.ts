@@ -1,5 +1,5 @@
 /**
- * Textual forms of identity artefacts (docs/protocol/identity.md §3.4, §3.5): PEM encapsulation (RFC 7468)
+ * Textual forms of identity artefacts (docs/protocol.md §3.4, §3.5): PEM encapsulation (RFC 7468)
  * of certificates and CRLs, and the trust bundle file `packchain-trust/v1` that
  * `packchain provision export` writes and gateways and the ledger load. Both come from files and
  * are hostile: inputs are size-capped before parsing, base64 is decoded strictly, and every

@@ -1,5 +1,5 @@
 /**
- * Checks every vector in test/vectors/identity.json (docs/protocol/identity.md §3.10), and that every
+ * Checks every vector in test/vectors/identity.json (docs/protocol.md §3.10), and that every
  * valid artefact round-trips: certificate DER ↔ PEM, trust bundle text → decode → encode.
  */
 import { readFileSync } from 'node:fs';

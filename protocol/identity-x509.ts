@@ -1,5 +1,5 @@
 /**
- * The one place protocol/ loads @peculiar/x509 (docs/protocol/identity.md §3). tsyringe inside the
+ * The one place protocol/ loads @peculiar/x509 (docs/protocol.md §3). tsyringe inside the
  * library needs `reflect-metadata` evaluated first, and the library needs a WebCrypto provider; we
  * give it node:crypto's `webcrypto` once, here, so every identity-*.ts file that imports `x509`
  * from this module gets a configured library whatever order the importer's imports run in.

@@ -1,5 +1,5 @@
 /**
- * Verifying side of device identity (DESIGN.md decision 2; docs/protocol/identity.md §3.5, §3.6): a
+ * Verifying side of device identity (DESIGN.md decision 2; docs/protocol.md §3.5, §3.6): a
  * TrustStore is built once from a trust bundle (roots, line CAs, CRLs; CRL signatures are checked
  * here, asynchronously, with @peculiar/x509) and then verifies device certificate chains
  * synchronously with node:crypto's X509Certificate — about 10× faster than a generic chain builder,
@@ -220,7 +220,7 @@ export class TrustStore {
    * chain to a root of this store. Throws ProtocolError — CHAIN_EMPTY, CHAIN_TOO_LONG, CERT_PARSE,
    * CHAIN_UNTRUSTED, CHAIN_BROKEN, CHAIN_NOT_CA, CHAIN_SIGNATURE, CERT_PROFILE, CERT_NOT_YET_VALID,
    * CERT_EXPIRED, CRL_MISSING, CERT_REVOKED, CRL_STALE; the order of the checks, which decides the
-   * code when several apply, is docs/protocol/identity.md §3.6. An invalid `now` is a bug (invariant).
+   * code when several apply, is docs/protocol.md §3.6. An invalid `now` is a bug (invariant).
    */
   verifyChain(chain: readonly Uint8Array[], now: Date): VerifiedDevice {
     invariant(now instanceof Date && Number.isFinite(now.getTime()), 'verifyChain: now must be a valid Date');

@@ -1,5 +1,5 @@
 /**
- * The RFC 9162 Merkle tree of the frame log (docs/protocol/merkle.md): leaf and node hashes
+ * The RFC 9162 Merkle tree of the frame log (docs/protocol.md §7): leaf and node hashes
  * (§2.1.1), and a storage-agnostic way to build the tree incrementally and to produce inclusion
  * (§2.1.3) and consistency (§2.1.4) proofs from stored hashes. The design follows Go's
  * golang.org/x/mod/sumdb/tlog, which the gateway's tile storage builds on: every complete

@@ -1,5 +1,5 @@
 /**
- * Typed request operations and their results (docs/protocol/messages.md, "Requests and responses").
+ * Typed request operations and their results (docs/protocol.md §4, "Requests and responses").
  * The envelope decoder (messages.ts) accepts any well-formed op name with any argument map, so that a
  * device can answer an unknown op with status UNKNOWN_OP and bad arguments with BAD_ARGS, echoing the
  * request id. This file is the second step: `parseRequest` checks the arguments of the known ops and

@@ -1,5 +1,5 @@
 /**
- * The message envelope shared by the serial and BLE transports (docs/protocol/messages.md): a message
+ * The message envelope shared by the serial and BLE transports (docs/protocol.md §4): a message
  * is a type letter plus a body. F (frame) carries a COSE_Sign1 frame verbatim; every other body is a
  * deterministic CBOR map or array (protocol/cbor.ts, RFC 8949 §4.2.1) with small integer keys. This
  * file owns the message union, its encoder and its validating decoder, the ack range rules, and the
@@ -75,7 +75,7 @@ export type DecodeEvent =
   /** `raw` is a short printable preview of the offending bytes, for logs (never parsed). */
   | { kind: 'error'; error: ProtocolError; raw?: string };
 
-/** Limits of docs/protocol/messages.md "Limits"; every one is checked before allocating. */
+/** Limits of docs/protocol.md §4 "Limits"; every one is checked before allocating. */
 export const MESSAGE_LIMITS = Object.freeze({
   /** Any body. Chosen so a serial line with CR LF stays within 4096 bytes (4 + 4080 + 1 + 8 + 2). */
   maxBody: 3060,

@@ -1,5 +1,5 @@
 /**
- * The serial line codec (docs/protocol/serial.md): one message per ASCII line,
+ * The serial line codec (docs/protocol.md §5): one message per ASCII line,
  * `"pc" TYPE " " BASE64URL(body) " " CRC32-hex LF`, readable with `cat /dev/ttyUSB0` and
  * resynchronising on the next LF after any noise. The CRC-32/ISO-HDLC over the line up to the space
  * before it separates line noise (LINE_CRC: the device resends unacknowledged frames) from forgery

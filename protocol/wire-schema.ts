@@ -1,5 +1,5 @@
 /**
- * Field readers for the CBOR bodies of wire messages (docs/protocol/messages.md, "Body schemas"):
+ * Field readers for the CBOR bodies of wire messages (docs/protocol.md §4, "Body schemas"):
  * every body is a map with small unsigned integer keys, and every field is checked for presence,
  * type and range before a message value is built. A failure is a ProtocolError MSG_MALFORMED whose
  * message names the message, the field number and its meaning, and what was expected, e.g.
@@ -78,7 +78,7 @@ export function kindOf(v: CborValue): string {
 
 /**
  * A body map with a fixed set of integer keys. Unknown keys are rejected: a receiver that ignored
- * them could be shown data a signature-less transport never promised (docs/protocol/messages.md).
+ * them could be shown data a signature-less transport never promised (docs/protocol.md §4).
  */
 export class Fields {
   private constructor(
