@@ -15,9 +15,9 @@ import {
   Reassembler,
   type JoinEvent,
 } from './ble.js';
-import { ProtocolError } from './errors.js';
 import type { DecodeEvent, HelloInfo, Message } from './messages.js';
 import { eventLabels, messageJson } from './wire-testkit.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -36,15 +36,6 @@ interface Vector {
 }
 const file = JSON.parse(readFileSync(new URL('../test/vectors/ble.json', import.meta.url), 'utf8')) as { vectors: Vector[] };
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 const feed = (r: Reassembler, chunks: Uint8Array[], t = 0): DecodeEvent[] => chunks.flatMap((c) => r.push(c, t));
 const messagesOf = (events: DecodeEvent[]): Message[] => events.flatMap((e) => (e.kind === 'message' ? [e.message] : []));
 const joined = (events: JoinEvent[]): Uint8Array[] => events.flatMap((e) => (e.kind === 'bytes' ? [e.bytes] : []));

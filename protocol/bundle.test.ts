@@ -11,16 +11,8 @@ import { MemoryHashStore, treeHash } from './merkle.js';
 import { signCheckpoint } from './checkpoint.js';
 import { encodeLeaf } from './leaf.js';
 import { createNoteSigner, verifierOf } from './note-signer.js';
+import { codeOf } from './testing.js';
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-};
 
 let fx: BundleFixture;
 let trust: BundleTrust;

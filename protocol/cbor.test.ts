@@ -4,17 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { fromHex, toHex } from './bytes.js';
 import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
 import { ProtocolError } from './errors.js';
+import { codeOf } from './testing.js';
 
 const hex = (h: string) => fromHex(h);
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 
 // RFC 8949 Appendix A examples that fall inside the subset (deterministic form).
 const RFC8949_EXAMPLES: [string, CborValue][] = [

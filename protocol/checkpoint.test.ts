@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromHex, toHex, utf8 } from './bytes.js';
-import { ProtocolError } from './errors.js';
 import {
   checkConsistentCheckpoints,
   formatCheckpoint,
@@ -15,6 +14,7 @@ import { MemoryHashStore, proveTree, treeHash } from './merkle.js';
 import { parseVerifierKey } from './note-keys.js';
 import { createCosigner, createNoteSigner, verifierOf } from './note-signer.js';
 import { addSignatures } from './note.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -24,15 +24,6 @@ interface Vector {
 }
 const { vectors } = JSON.parse(readFileSync(new URL('../test/vectors/checkpoint.json', import.meta.url), 'utf8')) as { vectors: Vector[] };
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-}
 
 describe('checkpoint vectors (test/vectors/checkpoint.json)', () => {
   for (const v of vectors) {

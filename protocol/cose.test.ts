@@ -11,8 +11,8 @@ import { signSign1, verifySign1GenericPortable, verifySign1Portable } from './co
 import { verifySign1, verifySign1Generic } from './cose.js';
 import { fromKeyObject, importPublicKey, sha256, spkiOf, type PublicKey, type SignatureAlg } from './crypto.js';
 import { importPublicKeyPortable, sha256Portable, spkiPortable, type PortablePublicKey } from './crypto-portable.js';
-import { ProtocolError } from './errors.js';
 import { decodeFrame } from './frame.js';
+import { codeOf } from './testing.js';
 
 interface TestKey {
   alg: SignatureAlg;
@@ -41,15 +41,6 @@ const file = JSON.parse(readFileSync(new URL('../test/vectors/cose.json', import
   vectors: CoseVector[];
 };
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 
 interface Keys {
   node: { publicKey: PublicKey; kid: Uint8Array };

@@ -7,6 +7,7 @@ import { encodeCbor, type CborValue } from './cbor.js';
 import { ProtocolError } from './errors.js';
 import { ALARM_BITS, ALARM_MASK_V1, FRAME_FIELD_BY_NAME, FRAME_FIELDS, type SohFrame } from './frame-fields.js';
 import { decodeFrame, encodeFrame, FRAME_MAX_BYTES } from './frame.js';
+import { codeOf } from './testing.js';
 
 interface FrameVector {
   name: string;
@@ -20,15 +21,6 @@ const invalid = file.vectors.filter((v) => v.expect !== 'ok');
 const oracle = new Decoder({ mapsAsObjects: false, useRecords: false });
 
 /** Runs f; returns 'ok' or the ProtocolError code; any other exception fails the test. */
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 const errorOf = (f: () => unknown): ProtocolError => {
   try {
     f();

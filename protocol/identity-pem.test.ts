@@ -1,5 +1,4 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isProtocolError, type ProtocolErrorCode } from './errors.js';
 import {
   MAX_TRUST_BUNDLE_CHARS,
   MAX_TRUST_BUNDLE_LIST,
@@ -12,15 +11,8 @@ import {
 } from './identity.js';
 import { makeCrl, makeIntermediate, makeRoot } from './identity-testkit.js';
 import { x509 } from './identity-x509.js';
+import { codeOf } from './testing.js';
 
-function codeOf(f: () => unknown): ProtocolErrorCode | 'no error' | 'not a ProtocolError' {
-  try {
-    f();
-    return 'no error';
-  } catch (e) {
-    return isProtocolError(e) ? e.code : 'not a ProtocolError';
-  }
-}
 
 let bundle: TrustBundle;
 

@@ -1,6 +1,5 @@
 import { webcrypto } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isProtocolError, type ProtocolErrorCode } from './errors.js';
 import { TrustStore, type TrustBundle } from './identity.js';
 import {
   NOT_AFTER,
@@ -17,24 +16,9 @@ import {
   type TestDevice,
 } from './identity-testkit.js';
 import { x509 } from './identity-x509.js';
+import { codeOf, codeOfAsync } from './testing.js';
 
-function codeOf(f: () => unknown): ProtocolErrorCode | 'no error' | 'not a ProtocolError' {
-  try {
-    f();
-    return 'no error';
-  } catch (e) {
-    return isProtocolError(e) ? e.code : 'not a ProtocolError';
-  }
-}
 
-async function codeOfAsync(f: () => Promise<unknown>): Promise<ProtocolErrorCode | 'no error' | 'not a ProtocolError'> {
-  try {
-    await f();
-    return 'no error';
-  } catch (e) {
-    return isProtocolError(e) ? e.code : 'not a ProtocolError';
-  }
-}
 
 interface Hierarchy {
   root: TestCa;

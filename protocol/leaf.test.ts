@@ -4,6 +4,7 @@ import { fromHex, toHex } from './bytes.js';
 import { encodeCbor, type CborValue } from './cbor.js';
 import { ProtocolError } from './errors.js';
 import { decodeLeaf, encodeLeaf, type LogLeaf } from './leaf.js';
+import { codeOf } from './testing.js';
 
 const leaf: LogLeaf = {
   receivedAt: 1764079200123,
@@ -12,15 +13,6 @@ const leaf: LogLeaf = {
   frame: Uint8Array.from([0xd2, 0x84, 0x40, 0xa0, 0x40, 0x40]),
 };
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-};
 
 const mapOf = (entries: [number, CborValue][]) => encodeCbor(new Map(entries));
 

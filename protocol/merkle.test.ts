@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromHex, toHex, utf8 } from './bytes.js';
-import { ProtocolError, isProtocolError } from './errors.js';
+import { isProtocolError } from './errors.js';
 import {
   MAX_STORED_TREE_SIZE,
   MemoryHashStore,
@@ -19,6 +19,7 @@ import {
 } from './merkle.js';
 import { consistencyProofOfLeaves, inclusionProofOfLeaves, rootOfLeaves } from './merkle-reference.js';
 import { verifyConsistency, verifyInclusion } from './merkle-verify.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -47,15 +48,6 @@ function storeOf(n: number): { store: MemoryHashStore; leaves: Uint8Array[] } {
   return { store, leaves };
 }
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-}
 
 const flipped = (proof: Uint8Array[], k: number): Uint8Array[] =>
   proof.map((p, j) => {

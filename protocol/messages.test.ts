@@ -9,6 +9,7 @@ import { ProtocolError } from './errors.js';
 import { errorResponse, isRequestOp, okResponse, parseRequest, parseResult, requestMessage, REQUEST_OPS, type RequestCall } from './message-ops.js';
 import { ackMessages, ackRanges, decodeMessage, encodeMessage, MESSAGE_LIMITS, popMessage, type HelloInfo, type Message } from './messages.js';
 import { messageJson, toJson } from './wire-testkit.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -30,15 +31,6 @@ interface Vector {
 }
 const file = JSON.parse(readFileSync(new URL('../test/vectors/messages.json', import.meta.url), 'utf8')) as { vectors: Vector[] };
 
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 
 /** Expected typed value, or the error code the typed parser throws. */
 function typed(expected: unknown, f: () => unknown): void {

@@ -1,7 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { utf8 } from './bytes.js';
-import { ProtocolError } from './errors.js';
 import {
   cosignatureMessage,
   cosignatureTimestamp,
@@ -11,20 +10,12 @@ import {
   parseVerifierKey,
 } from './note-keys.js';
 import { createCosigner, createNoteSigner, formatSignerKey, parseSignerKey, signerFromKey, verifierOf } from './note-signer.js';
+import { codeOf } from './testing.js';
 
 // Published keys from golang/mod sumdb/note/note_test.go.
 const PETER_V = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
 const PETER_S = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-}
 
 /** Go's TestNewVerifier / TestNewSigner manglings: every proper substring, every byte + 1. */
 function manglings(key: string): string[] {

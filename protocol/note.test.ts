@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromBase64, fromHex, toHex, utf8 } from './bytes.js';
-import { ProtocolError } from './errors.js';
 import { cosignatureMessage, cosignatureTimestamp, formatVerifierKey, parseVerifierKey, type NoteKeyKind } from './note-keys.js';
 import { createCosigner, createNoteSigner, formatSignerKey, parseSignerKey, signerFromKey, verifierOf } from './note-signer.js';
 import { MAX_NOTE_SIGNATURES, addSignatures, openNote, parseNote, signNote } from './note.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -18,15 +18,6 @@ const { vectors } = JSON.parse(readFileSync(new URL('../test/vectors/note.json',
 const hex8 = (x: number): string => x.toString(16).padStart(8, '0');
 const str = (x: unknown): string => x as string;
 
-function codeOf(f: () => unknown): string {
-  try {
-    f();
-    return 'ok';
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-}
 
 describe('note vectors (test/vectors/note.json)', () => {
   for (const v of vectors) {

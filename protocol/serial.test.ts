@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { concatBytes, crc32, fromHex, utf8 } from './bytes.js';
-import { ProtocolError } from './errors.js';
 import type { DecodeEvent, Message } from './messages.js';
 import { encodeLine, LineDecoder, MAX_LINE_BYTES, parseLine } from './serial.js';
 import { eventLabels, messageJson } from './wire-testkit.js';
+import { codeOf } from './testing.js';
 
 interface Vector {
   name: string;
@@ -22,15 +22,6 @@ const file = JSON.parse(readFileSync(new URL('../test/vectors/serial.json', impo
 
 const latin1 = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
 const text = (b: Uint8Array): string => String.fromCharCode(...b);
-const codeOf = (f: () => unknown): string => {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof ProtocolError) return e.code;
-    throw e;
-  }
-  return 'ok';
-};
 
 /** Feeds `parts` to a fresh decoder, then flushes; returns every event. */
 function decodeAll(parts: Uint8Array[], d = new LineDecoder()): DecodeEvent[] {
