@@ -1,5 +1,10 @@
 /**
- * hw-sim: public surface of the module (STYLE.md habit 1). It imports only protocol/ through
- * protocol/index.js, never another module. Exports arrive with the issue that builds it.
+ * hw-sim: the BMU firmware companion (docs/hw-sim.md) — battery model, firmware state and protocol
+ * side, serial ptys and a fake BlueZ on a private D-Bus. It imports only protocol/ through
+ * protocol/index.js, never another module.
  */
-export {};
+export { SimError, isSimError, type SimErrorCode } from './errors.js';
+export { killStaleBuses, startPrivateBus, type PrivateBus, type PrivateBusOptions } from './bluez/bus.js';
+export { BLUEZ_NAME, FakeBluez, type FakeBluezOptions } from './bluez/service.js';
+export type { AdapterIdentity } from './bluez/adapter.js';
+export type { BleDeviceHandle, BleDeviceSpec, BleDeviceStats, DisconnectReason } from './bluez/handle.js';
