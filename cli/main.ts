@@ -5,12 +5,14 @@
  */
 import { Command } from 'commander';
 import { registerDemo } from './demo.js';
+import { registerSim } from './sim.js';
 import { packageVersion } from './version.js';
 
 export function buildProgram(): Command {
   const program = new Command('packchain')
     .description('Signed battery state-of-health frames from BMU to a tamper-evident ledger')
     .version(packageVersion());
+  registerSim(program);
   registerDemo(program);
   return program;
 }

@@ -1,0 +1,68 @@
+/**
+ * `packchain sim …`: the BMU simulator (hw-sim). `sim fleet` starts serial and BLE packs, prints their
+ * endpoints as JSON on stdout (one document), and runs until SIGTERM/SIGINT, then stops every
+ * device, socat and dbus-daemon before exiting.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { Fleet } from '../hw-sim/index.js';
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    return n;
+  };
+}
+
+interface FleetCliOptions {
+  serial: number;
+  ble: number;
+  seed: number;
+  dir?: string;
+  speed: number;
+  periodMs: number;
+  baud: number;
+  mtu: number;
+}
+
+export function registerSim(program: Command): void {
+  const sim = program.command('sim').description('simulated battery management units (hw-sim)');
+  sim
+    .command('fleet')
+    .description('start simulated packs on serial ptys and a fake BlueZ; print endpoints as JSON; stop on SIGTERM/SIGINT')
+    .option('--serial <n>', 'packs on serial pty pairs', int('--serial', 0, 1000), 2)
+    .option('--ble <n>', 'packs on BLE (fake BlueZ on a private D-Bus)', int('--ble', 0, 1000), 0)
+    .option('--seed <n>', 'seed for the battery models and labels', int('--seed', 0, 0xffff), 1)
+    .option('--dir <dir>', 'state directory (flash, ptys, bus); default: a new temporary directory')
+    .option('--speed <x>', 'device seconds per wall second', int('--speed', 1, 100_000), 1)
+    .option('--period-ms <ms>', 'device ms between frames', int('--period-ms', 10, 3_600_000), 1000)
+    .option('--baud <rate>', 'serial line rate', int('--baud', 300, 4_000_000), 115_200)
+    .option('--mtu <n>', 'BLE ATT_MTU', int('--mtu', 23, 247), 23)
+    .action(async (o: FleetCliOptions) => {
+      const dir = o.dir === undefined ? mkdtempSync(join(tmpdir(), 'packchain-fleet-')) : resolve(o.dir);
+      const fleet = await Fleet.start({ dir, serial: o.serial, ble: o.ble, seed: o.seed, speed: o.speed, periodMs: o.periodMs, baudRate: o.baud, mtu: o.mtu });
+      const summary = {
+        dir,
+        busAddress: fleet.busAddress ?? null,
+        groundTruth: fleet.groundTruthPath,
+        devices: fleet.endpoints(),
+      };
+      writeFileSync(join(dir, 'endpoints.json'), `${JSON.stringify(summary, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+      await new Promise<void>((done) => {
+        const stop = (signal: string): void => {
+          process.stderr.write(`sim fleet: ${signal}, stopping ${fleet.devices.length} devices\n`);
+          void fleet.stop().then(done);
+        };
+        process.once('SIGTERM', () => {
+          stop('SIGTERM');
+        });
+        process.once('SIGINT', () => {
+          stop('SIGINT');
+        });
+      });
+    });
+}
