@@ -2,7 +2,7 @@
  * Measurement harness (not a test): how much CPU and memory N simulated BMUs on socat pty pairs cost
  * on this machine, idle and producing one signed frame per second each, with a host process that
  * reads every host-side port with serialport, decodes the lines and acks every frame (as a gateway
- * would). Prints one JSON object per phase. docs/hw-sim-firmware.md "Many devices" has the figures.
+ * would). Prints one JSON object per phase. docs/hw-sim.md §3 "Many devices" has the figures.
  *
  *   node --import tsx bench/hw-sim-serial-scale.ts [devices=200] [idleSeconds=20] [sendSeconds=30] [durable=1]
  *

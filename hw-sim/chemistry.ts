@@ -128,7 +128,7 @@ export interface AgeingParams {
   selfDischargePerFade: number;
 }
 
-/** Protection thresholds that set the frame's alarm bits (docs/protocol/frame.md §2.1.2). */
+/** Protection thresholds that set the frame's alarm bits (docs/protocol.md §2.1.2). */
 export interface AlarmThresholds {
   cellOverVoltage: number; // V, above
   cellUnderVoltage: number; // V, below

@@ -1,5 +1,5 @@
 /**
- * The protocol side of the simulated BMU firmware (issue 4 items 2–3; docs/hw-sim-firmware.md):
+ * The protocol side of the simulated BMU firmware (issue 4 items 2–3; docs/hw-sim.md §3):
  * every `periodMs` of device time it measures the battery (a `Sensor`), signs a state-of-health
  * frame with the key that never leaves flash (COSE_Sign1 via @noble, DESIGN.md decision 5), stores
  * it in the resend ring *before* sending it, and sends it over a `DeviceLink`. Acks free the ring;

@@ -1,5 +1,5 @@
 /**
- * The file primitives flash.ts builds crash safety from (docs/hw-sim-firmware.md "Crash safety"):
+ * The file primitives flash.ts builds crash safety from (docs/hw-sim.md §3 "Crash safety"):
  * a small file is replaced atomically by writing a temporary file (mode 0600), fsyncing it,
  * renaming it over the old name and fsyncing the directory, so after a power cut the name holds
  * either the old bytes or the new ones, never a mixture (POSIX rename(2) atomicity; the directory

@@ -1,5 +1,5 @@
 /**
- * The JSON state files of a device's flash (docs/hw-sim-firmware.md "State files"): identity.json
+ * The JSON state files of a device's flash (docs/hw-sim.md §3 "State files"): identity.json
  * (factory settings, the private key as hex, the certificate chain as base64, the pack serial) and
  * runtime.json (counter reservation, clean-shutdown flag, battery model snapshot). Both are read
  * from disk at boot and so are untrusted: decoding checks every field and fails with FLASH_CORRUPT

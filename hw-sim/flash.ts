@@ -1,6 +1,6 @@
 /**
  * A simulated BMU's flash: one directory per device holding everything the firmware must keep across
- * power cuts (issue 4 item 2; docs/hw-sim-firmware.md). `identity.json` has the factory settings,
+ * power cuts (issue 4 item 2; docs/hw-sim.md §3). `identity.json` has the factory settings,
  * the private key generated on the device (never exported: only the firmware's signing path reads
  * it) and the certificate chain; `runtime.json` the frame-counter reservation and the battery
  * model's snapshot; `ring.journal` the unacknowledged frames (journal.ts). Small files are replaced

@@ -1,7 +1,7 @@
 /**
  * The on-flash format of the resend buffer: an append-only journal of frame records and free
  * records, each with its own length and CRC-32, so a power cut in the middle of an append leaves a
- * torn tail that the next boot detects and cuts off instead of misreading (docs/hw-sim-firmware.md
+ * torn tail that the next boot detects and cuts off instead of misreading (docs/hw-sim.md §3
  * "Ring journal"). Appending is the only write in normal operation: a frame costs one record, an
  * ack one record per freed range, never a rewrite. flash.ts compacts the file (rewrite the live
  * frames to a temporary file, fsync, rename) when it has grown well past what is live.

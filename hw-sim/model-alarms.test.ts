@@ -1,4 +1,4 @@
-// The battery model's alarm bits (docs/protocol/frame.md §2.1.2): each is set by the condition that
+// The battery model's alarm bits (docs/protocol.md §2.1.2): each is set by the condition that
 // should set it and cleared once the condition ends; and the battery-passport counters: monotonic,
 // deep-discharge events counted once per entry, extreme-temperature time counted only when it applies.
 import { describe, expect, it } from 'vitest';

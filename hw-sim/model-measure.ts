@@ -1,6 +1,6 @@
 /**
  * What the BMU measures and derives from the battery model's state, in the state-of-health frame's
- * integer units (docs/protocol/frame.md §2.1.1: mV, mA, 0.1 °C, ‰, mAh, µΩ, Wh, W, s). Every value
+ * integer units (docs/protocol.md §2.1.1: mV, mA, 0.1 °C, ‰, mAh, µΩ, Wh, W, s). Every value
  * is rounded and clamped to its field's range from protocol's FRAME_FIELDS, so whatever the pack is
  * doing, `encodeFrame({ v: 1, serial, counter, time, firmware, ...measurements })` never throws.
  * The derived passport quantities (docs/hw-sim.md "Passport quantities") are computed here, from the

@@ -1,5 +1,5 @@
 /**
- * The firmware's transmit side for frames (docs/hw-sim-firmware.md "Sessions and resends"): one
+ * The firmware's transmit side for frames (docs/hw-sim.md §3 "Sessions and resends"): one
  * pump that sends ring entries over the link one at a time while the link is up. A session starts
  * when a host may be listening (link up, or its `hello` request) and sets the cursor before the
  * oldest unacknowledged frame, so everything still in the ring goes out again, oldest first; new

@@ -3,7 +3,7 @@
  * is CommonJS: its default import is `module.exports`, re-exported here under the names the other
  * files use, so only this file knows the package's shape. Error names and texts follow BlueZ's
  * src/error.c and the call sites in src/adapter.c, src/device.c and src/gatt-client.c as far as we
- * know them (docs/hw-sim-ble.md lists where the fake is a guess). dbus-next passes a method only
+ * know them (docs/hw-sim.md §4 lists where the fake is a guess). dbus-next passes a method only
  * its arguments, never the message, so `CallerTracker` records each incoming call's sender just
  * before dbus-next dispatches it: BlueZ keys discovery and notification sessions by sender.
  */

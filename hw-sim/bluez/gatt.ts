@@ -1,7 +1,7 @@
 /**
  * The GATT objects BlueZ exports under a connected device (org.bluez.GattService1 and
  * org.bluez.GattCharacteristic1, doc/gatt-api.txt), with the packchain layout of
- * docs/protocol/ble.md §6.1. Paths follow BlueZ's rule `service%04x` / `char%04x` of the attribute
+ * docs/protocol.md §6.1. Paths follow BlueZ's rule `service%04x` / `char%04x` of the attribute
  * handle, so the tree looks like a real peripheral's: the Generic Attribute service (0x0001, its
  * Service Changed characteristic 0x0002) that every GATT server has and BlueZ exports, then the
  * packchain service at 0x000a with notify (0x000b), write (0x000e) and device info (0x0010).

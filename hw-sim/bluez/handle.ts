@@ -3,7 +3,7 @@
  * in, BleDeviceHandle out), and what a device needs from the service hosting it. It is
  * transport-level on purpose: the firmware sees a link come and go, notifications being enabled,
  * one callback per written chunk, and sends one chunk per notify(); framing, acknowledgements and
- * resends are the firmware's business (docs/protocol/ble.md §6), not the radio's.
+ * resends are the firmware's business (docs/protocol.md §6), not the radio's.
  */
 import type { DbusInterface } from './dbus.js';
 
@@ -17,7 +17,7 @@ export interface BleDeviceSpec {
   name: string;
   /** ATT_MTU after the exchange, 23..247 (default 23): notifications and writes carry at most mtu − 3 bytes. */
   mtu?: number;
-  /** Value of the device info characteristic (docs/protocol/ble.md §6.5), at most 512 bytes (ATT limit). */
+  /** Value of the device info characteristic (docs/protocol.md §6.5), at most 512 bytes (ATT limit). */
   deviceInfo: Uint8Array;
   /** "random" (static random, the usual BMU choice; default) or "public". */
   addressType?: 'public' | 'random';
