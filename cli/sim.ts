@@ -1,13 +1,14 @@
 /**
  * `packchain sim …`: the BMU simulator (hw-sim). `sim fleet` starts serial and BLE packs, prints their
  * endpoints as JSON on stdout (one document), and runs until SIGTERM/SIGINT, then stops every
- * device, socat and dbus-daemon before exiting.
+ * device, socat and dbus-daemon before exiting. `--faults kind=rate,...` adds the seeded random fault
+ * schedule of docs/hw-sim.md §5 (records in <dir>/faults.jsonl, counts on stderr at the end).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { Fleet } from '../hw-sim/index.js';
+import { Fleet, isSimError, parseFaultSpec, type FaultRates } from '../hw-sim/index.js';
 
 function int(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -15,6 +16,16 @@ function int(name: string, min: number, max: number) {
     if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
     return n;
   };
+}
+
+/** --faults: hw-sim's parser, its SimError turned into commander's usage error (exit 1, message on stderr). */
+function faultSpec(v: string): FaultRates {
+  try {
+    return parseFaultSpec(v);
+  } catch (e) {
+    if (isSimError(e)) throw new InvalidArgumentError(e.message.replace(/^hw-sim: --faults: /, ''));
+    throw e;
+  }
 }
 
 interface FleetCliOptions {
@@ -26,6 +37,7 @@ interface FleetCliOptions {
   periodMs: number;
   baud: number;
   mtu: number;
+  faults?: FaultRates;
 }
 
 export function registerSim(program: Command): void {
@@ -41,13 +53,18 @@ export function registerSim(program: Command): void {
     .option('--period-ms <ms>', 'device ms between frames', int('--period-ms', 10, 3_600_000), 1000)
     .option('--baud <rate>', 'serial line rate', int('--baud', 300, 4_000_000), 115_200)
     .option('--mtu <n>', 'BLE ATT_MTU', int('--mtu', 23, 247), 23)
+    .option('--faults <spec>', 'random faults, kind=rate per pack per minute, comma-separated (e.g. unplug=0.5,garbage=2,ble-drop=0.5)', faultSpec)
     .action(async (o: FleetCliOptions) => {
       const dir = o.dir === undefined ? mkdtempSync(join(tmpdir(), 'packchain-fleet-')) : resolve(o.dir);
-      const fleet = await Fleet.start({ dir, serial: o.serial, ble: o.ble, seed: o.seed, speed: o.speed, periodMs: o.periodMs, baudRate: o.baud, mtu: o.mtu });
+      const fleet = await Fleet.start({
+        dir, serial: o.serial, ble: o.ble, seed: o.seed, speed: o.speed, periodMs: o.periodMs, baudRate: o.baud, mtu: o.mtu,
+        ...(o.faults ? { faults: o.faults } : {}),
+      });
       const summary = {
         dir,
         busAddress: fleet.busAddress ?? null,
         groundTruth: fleet.groundTruthPath,
+        faults: o.faults ? { rates: o.faults, records: fleet.faultsPath } : null,
         devices: fleet.endpoints(),
       };
       writeFileSync(join(dir, 'endpoints.json'), `${JSON.stringify(summary, null, 2)}\n`);
@@ -55,7 +72,10 @@ export function registerSim(program: Command): void {
       await new Promise<void>((done) => {
         const stop = (signal: string): void => {
           process.stderr.write(`sim fleet: ${signal}, stopping ${fleet.devices.length} devices\n`);
-          void fleet.stop().then(done);
+          void fleet.stop().then(() => {
+            if (o.faults) process.stderr.write(`sim fleet: faults ${JSON.stringify(fleet.faultStats)}\n`);
+            done();
+          });
         };
         process.once('SIGTERM', () => {
           stop('SIGTERM');

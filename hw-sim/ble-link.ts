@@ -12,13 +12,17 @@
  * Pacing: a BLE link carries a few notifications per connection interval. The link models that as a
  * notification budget (default 4 per 30 ms interval ≈ 133/s), so with MTU 23 a 300-byte frame takes
  * about 17 notifications ≈ 0.13 s of radio time, as it would on a real phone-class link.
+ *
+ * Fault hooks (faults.ts, docs/hw-sim.md §5), idle in normal operation: `tamper` rewrites a
+ * message's chunks, `sendRaw` notifies chunks that belong to no message, `setSlowdown` divides the
+ * notification rate.
  */
-import { chunkMessage, Reassembler, type DecodeEvent, type Message } from '../protocol/index.js';
+import { chunkMessage, Reassembler, type Message } from '../protocol/index.js';
 import type { FakeBluez } from './bluez/service.js';
 import type { BleDeviceHandle, DisconnectReason } from './bluez/handle.js';
 import { SimError } from './errors.js';
-import { LinkEvents, type DeviceLink, type Unsubscribe } from './link.js';
-import { realTimer, type LinkTimer } from './serial-link.js';
+import { EventedLink, type DeviceLink } from './link.js';
+import { realTimer, type LinkTimer, type WireTamper } from './serial-link.js';
 
 export interface BleLinkOptions {
   readonly bluez: FakeBluez;
@@ -47,10 +51,12 @@ export interface BleLinkStats {
   downs: number;
 }
 
-export class BleDeviceLink implements DeviceLink {
+export class BleDeviceLink extends EventedLink implements DeviceLink {
   readonly stats: BleLinkStats = { messagesSent: 0, chunksSent: 0, chunksRefused: 0, chunksReceived: 0, ups: 0, downs: 0 };
   readonly handle: BleDeviceHandle;
-  private readonly events = new LinkEvents();
+  /** Fault hook (faults.ts); undefined in normal operation. */
+  tamper: WireTamper | undefined;
+  private slowdown = 1;
   private readonly timer: LinkTimer;
   private readonly reassembler: Reassembler;
   private readonly interval: number;
@@ -62,6 +68,7 @@ export class BleDeviceLink implements DeviceLink {
   private closed = false;
 
   private constructor(opts: BleLinkOptions) {
+    super();
     this.timer = opts.timer ?? realTimer();
     const rate = opts.notificationsPerSecond ?? 4 / 0.03;
     if (!(rate > 0)) throw new SimError('LINK_CONFIG', `hw-sim: BLE link ${opts.address}: notification rate must be positive`);
@@ -101,27 +108,41 @@ export class BleDeviceLink implements DeviceLink {
   }
 
   send(msg: Message): Promise<number> {
+    return this.enqueue(() => {
+      const chunks = chunkMessage(msg, this.handle.maxChunk);
+      return this.tamper?.(msg, chunks) ?? chunks;
+    });
+  }
+
+  /**
+   * Fault injection: notifies chunks that are no (valid) message — stray continuations, a START
+   * declaring too much — in order with the messages, one per notification slot. Each chunk must
+   * fit the MTU (else the notify throws BLUEZ_CHUNK). Rejects as `send`.
+   */
+  sendRaw(chunks: readonly Uint8Array[]): Promise<number> {
+    return this.enqueue(() => chunks);
+  }
+
+  /** Fault injection (slow link): `factor` (≥ 1) times fewer notifications per second; 1 restores the rate. */
+  setSlowdown(factor: number): void {
+    if (!(factor >= 1 && factor < Infinity)) throw new SimError('LINK_CONFIG', `hw-sim: BLE link ${this.handle.address}: slowdown must be a finite factor ≥ 1, got ${factor}`);
+    this.slowdown = factor;
+  }
+
+  /**
+   * Queues chunks behind earlier messages. `chunks` is called only once the link has accepted the
+   * message, so a one-shot tamper is never used up by a message refused with LINK_DOWN.
+   */
+  private enqueue(chunks: () => readonly Uint8Array[]): Promise<number> {
     if (this.closed) return Promise.reject(new SimError('LINK_CLOSED', `hw-sim: BLE link ${this.handle.address} is closed`));
     if (!this.up) return Promise.reject(new SimError('LINK_DOWN', `hw-sim: BLE link ${this.handle.address} is down`));
-    const chunks = chunkMessage(msg, this.handle.maxChunk);
+    const list = chunks();
     const gen = this.generation;
-    const p = this.writes.then(() => this.transmit(chunks, gen));
+    const p = this.writes.then(() => this.transmit(list, gen));
     this.writes = p.catch(() => undefined);
     return p;
   }
 
-  onMessage(cb: (msg: Message) => void): Unsubscribe {
-    return this.events.onMessage(cb);
-  }
-  onBadInput(cb: (code: string, detail: string) => void): Unsubscribe {
-    return this.events.onBadInput(cb);
-  }
-  onUp(cb: () => void): Unsubscribe {
-    return this.events.onUp(cb);
-  }
-  onDown(cb: (reason: string) => void): Unsubscribe {
-    return this.events.onDown(cb);
-  }
 
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -134,12 +155,12 @@ export class BleDeviceLink implements DeviceLink {
   }
 
   /** Sends the chunks one per notification slot; a drop midway fails the whole message. */
-  private async transmit(chunks: Uint8Array[], gen: number): Promise<number> {
+  private async transmit(chunks: readonly Uint8Array[], gen: number): Promise<number> {
     let bytes = 0;
     for (const chunk of chunks) {
       const now = this.timer.now();
       const at = Math.max(now, this.busyUntil);
-      this.busyUntil = at + this.interval;
+      this.busyUntil = at + this.interval * this.slowdown;
       if (at > now) {
         try {
           await this.timer.sleep(at - now, this.abort.signal);
@@ -164,12 +185,6 @@ export class BleDeviceLink implements DeviceLink {
     this.deliver(this.reassembler.push(chunk, this.timer.now()));
   }
 
-  private deliver(events: DecodeEvent[]): void {
-    for (const ev of events) {
-      if (ev.kind === 'message') this.events.emitMessage(ev.message);
-      else this.events.emitBadInput(ev.error.code, ev.error.message);
-    }
-  }
 
   private setUp(up: boolean, reason: string): void {
     if (up === this.up) return;

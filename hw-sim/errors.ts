@@ -33,7 +33,12 @@ export type ModelErrorCode =
   | 'MODEL_SNAPSHOT' // a battery snapshot that is not one this version wrote
   | 'PROFILE_SPEC'; // a current-profile spec or profile state that is malformed
 
-export type SimErrorCode = BluezErrorCode | FirmwareErrorCode | ModelErrorCode;
+/** Fault injection (hw-sim/faults*.ts). */
+export type FaultErrorCode =
+  | 'FAULT_SPEC' // a --faults spec that is not kind=rate,... with known kinds and rates 0..600 per device per minute
+  | 'FAULT_ARGUMENT'; // an injected fault with bad parameters, for a transport it does not exist on, or an unknown pack
+
+export type SimErrorCode = BluezErrorCode | FirmwareErrorCode | ModelErrorCode | FaultErrorCode;
 
 export class SimError extends Error {
   override readonly name = 'SimError';

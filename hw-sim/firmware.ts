@@ -112,6 +112,8 @@ export class Firmware implements CommandHost {
   private dropsUnreported = 0;
   /** Whether this session has had its BUFFER_FULL notice. */
   private dropsNoticed = false;
+  /** The last sensor reading signed (the content of out-of-band frames, faults.ts). */
+  private lastReading: SensorReading | undefined;
 
   private constructor(opts: FirmwareOptions) {
     this.opts = opts;
@@ -157,6 +159,31 @@ export class Firmware implements CommandHost {
   /** Changes the skew added to frame times (the clock-skew fault). */
   setClockSkew(ms: number): void {
     this.skew = ms;
+  }
+
+  get clockSkew(): number {
+    return this.skew;
+  }
+
+  /**
+   * Fault injection only (faults.ts, counter rollback): signs a frame carrying `counter` for device
+   * time `at` with the device key and the last reading, outside the counter, the ring and the ground
+   * truth — the bytes a BMU restored from an old flash image would emit; nothing the firmware keeps
+   * changes. Undefined while the device is not provisioned.
+   */
+  signOutOfBand(counter: number, at: number): Promise<Uint8Array | undefined> {
+    return this.enqueue(() => Promise.resolve(this.provisioned ? this.sign(counter, at, this.lastReading ?? this.opts.sensor.measure(at)) : undefined));
+  }
+
+  /**
+   * A reset as the `reboot` op does it, without the request (the reboot fault): flash closed and
+   * read back, then a new session. False when stopped or already rebooting.
+   */
+  async restart(): Promise<boolean> {
+    if (this.stopped || this.rebooting) return false;
+    this.rebooting = true;
+    await this.reboot();
+    return true;
   }
 
   /** True once the device has a key and a certificate chain: only then does it produce frames. */
@@ -243,16 +270,24 @@ export class Firmware implements CommandHost {
     this.flashNow.setSensorSource(sensor.snapshot ? () => sensor.snapshot?.() : undefined);
   }
 
+  /** A signed frame of `reading` with `counter` for device time `at`. Throws when not provisioned (a firmware bug). */
+  private sign(counter: number, at: number, reading: SensorReading): Uint8Array {
+    const id = this.flashNow.identity;
+    const secretKey = this.flashNow.secretKey();
+    if (id.alg === null || id.kid === null || !secretKey || id.serial === '') throw new Error('produce: device not provisioned');
+    // Fixed fields last, so a sensor can never override the serial, counter or time.
+    const payload = encodeFrame({ ...reading, v: 1, serial: id.serial, counter, time: Math.max(0, Math.round(at + this.skew)), firmware: id.firmware });
+    return signSign1({ alg: id.alg, kid: id.kid, payload, secretKey });
+  }
+
   private async produce(at: number): Promise<Uint8Array> {
     const flash = this.flashNow;
     const id = flash.identity;
-    const secretKey = flash.secretKey();
-    if (id.alg === null || id.kid === null || !secretKey || id.serial === '') throw new Error('produce: device not provisioned');
+    if (!this.provisioned || id.serial === '') throw new Error('produce: device not provisioned');
     const counter = await flash.takeCounter();
     const reading = this.opts.sensor.measure(at);
-    // Fixed fields last, so a sensor can never override the serial, counter or time.
-    const payload = encodeFrame({ ...reading, v: 1, serial: id.serial, counter, time: Math.max(0, Math.round(at + this.skew)), firmware: id.firmware });
-    const cose = signSign1({ alg: id.alg, kid: id.kid, payload, secretKey });
+    this.lastReading = reading;
+    const cose = this.sign(counter, at, reading);
     const dropped = await flash.appendFrame({ counter, cose, producedAt: at });
     this.stats.framesProduced++;
     this.opts.onFrameProduced?.({ serial: id.serial, counter, coseSha256hex: toHex(sha256(cose)), producedAt: at });

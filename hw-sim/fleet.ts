@@ -9,6 +9,11 @@
  * checks downstream compare the ledger against. Discarded frames (ring full, rekey) go to
  * `<dir>/discarded.jsonl`, so "lost" can be told from "dropped by the device on purpose".
  *
+ * Faults (faults-fleet.ts, docs/hw-sim.md §5): every pack gets a fault injector at start;
+ * `inject(label, fault)` breaks one on command, `faults` rates run a seeded random schedule, and
+ * every injection is a line in `<dir>/faults.jsonl` (forged and rolled-back frames are listed there,
+ * never in the ground truth).
+ *
  * `stop()` ends every firmware (saving state), closes links, stops every socat and the
  * dbus-daemon: nothing is left behind.
  */
@@ -20,6 +25,8 @@ import { BleDeviceLink } from './ble-link.js';
 import { startPrivateBus, type PrivateBus } from './bluez/bus.js';
 import { FakeBluez } from './bluez/service.js';
 import { SimError } from './errors.js';
+import type { Fault, FaultKind, FaultRecord } from './faults.js';
+import { FleetFaults, type FaultRates, type FaultStats } from './faults-fleet.js';
 import { Firmware, type Sensor, type SensorReading } from './firmware.js';
 import { DeviceFlash } from './flash.js';
 import type { DeviceLink } from './link.js';
@@ -52,6 +59,8 @@ export interface FleetOptions {
   readonly startTime?: number;
   /** Resend ring capacity per device (default 4096). */
   readonly ringCapacity?: number;
+  /** Random fault schedule: faults per pack per minute by kind (parseFaultSpec); none by default. */
+  readonly faults?: FaultRates;
 }
 
 export interface FleetEndpoint {
@@ -123,6 +132,7 @@ export class Fleet {
   private deviceNow: number;
   private stopped = false;
   private ticking = false;
+  private readonly faults: FleetFaults;
 
   private constructor(
     readonly opts: FleetOptions,
@@ -130,6 +140,7 @@ export class Fleet {
     readonly bluez: FakeBluez | undefined,
   ) {
     this.deviceNow = opts.startTime ?? Date.now();
+    this.faults = new FleetFaults({ dir: opts.dir, seed: opts.seed, ...(opts.faults ? { rates: opts.faults } : {}), clock: () => this.deviceNow });
   }
 
   /** The private D-Bus address BLE hosts must use (DBUS_SYSTEM_BUS_ADDRESS), if any BLE packs. */
@@ -139,6 +150,29 @@ export class Fleet {
 
   get groundTruthPath(): string {
     return join(this.opts.dir, 'ground-truth.jsonl');
+  }
+
+  /** One line per fault injection (FaultRecord). */
+  get faultsPath(): string {
+    return this.faults.path;
+  }
+
+  /** Applied faults per pack and kind, skipped ones, pending ones. */
+  get faultStats(): FaultStats {
+    return this.faults.stats;
+  }
+
+  /**
+   * Injects a fault into pack `label`; resolves with its faults.jsonl record once it is on the wire
+   * (or skipped). Rejects with SimError FAULT_ARGUMENT for an unknown pack, kind or parameter.
+   */
+  inject(label: string, fault: Fault | FaultKind): Promise<FaultRecord> {
+    return this.faults.inject(label, fault);
+  }
+
+  /** Resolves when pack `label`'s lasting faults (unplug, ble-drop, slow-link, ...) are undone. */
+  async faultsSettled(label: string): Promise<void> {
+    await this.faults.device(label)?.settled();
   }
 
   /** Device time now (ms since the epoch). */
@@ -178,6 +212,7 @@ export class Fleet {
     fleet.timer = setInterval(() => {
       fleet.tick();
     }, opts.tickMs ?? 100);
+    fleet.faults.start();
     return fleet;
   }
 
@@ -234,7 +269,9 @@ export class Fleet {
         appendFileSync(discarded, `${JSON.stringify(f)}\n`);
       },
     });
-    this.devices.push({ endpoint: { kind, label, endpoint, model, chemistry, cells }, firmware, model: battery, link, pty, ble });
+    const device: SimDevice = { endpoint: { kind, label, endpoint, model, chemistry, cells }, firmware, model: battery, link, pty, ble };
+    this.devices.push(device);
+    this.faults.attach(device);
   }
 
   /** Advances device time by one tick (× speed) on every device. */
@@ -253,6 +290,7 @@ export class Fleet {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    await this.faults.stop(); // first: no replug or comeBack may run after the teardown below
     await Promise.allSettled(this.devices.map((d) => d.firmware.stop()));
     await Promise.allSettled(this.devices.map((d) => d.link.close()));
     await Promise.allSettled(this.devices.flatMap((d) => (d.pty ? [d.pty.stop()] : [])));

@@ -15,7 +15,7 @@ export { generateSecretKey, STATUS_NO_CHAIN, type RandomBytes } from './commands
 export { LinkEvents, type DeviceLink, type Unsubscribe } from './link.js';
 export { MemoryLink, type MemoryHost } from './memory-link.js';
 export { createPtyPair, type PtyPair, type PtyPairOptions } from './pty.js';
-export { realTimer, SerialDeviceLink, type LinkTimer, type SerialLinkOptions, type SerialLinkStats } from './serial-link.js';
+export { realTimer, SerialDeviceLink, type LinkTimer, type SerialLinkOptions, type SerialLinkStats, type WireTamper } from './serial-link.js';
 export { BleDeviceLink, type BleLinkOptions, type BleLinkStats } from './ble-link.js';
 export { BatteryModel, AGEING_INTERVAL_SECONDS, MAX_STEP_SECONDS, type CellView, type FaultName } from './model.js';
 export { DEFAULT_SPREAD, type BalancingParams, type PackConfig, type ResolvedPackConfig, type SpreadParams } from './model-config.js';
@@ -42,3 +42,6 @@ export {
   type ProfileState,
 } from './profile.js';
 export { Random } from './random.js';
+export { DeviceFaults, FAULT_KINDS, FAULT_TRANSPORTS, type DeviceFaultsOptions, type Fault, type FaultKind, type FaultRecord, type PackTransport } from './faults.js';
+export { faultArrivals, FleetFaults, MAX_FAULT_RATE, parseFaultSpec, type FaultRates, type FaultStats, type FleetFaultsOptions } from './faults-fleet.js';
+export type { CorruptPart, FaultDetail } from './faults-wire.js';

@@ -6,7 +6,7 @@
  * and a BLE radio. Framing, integrity checks (CRC, chunking), pacing and reconnection belong to the
  * link. `LinkEvents` is the listener bookkeeping every implementation shares.
  */
-import type { Message } from '../protocol/index.js';
+import type { DecodeEvent, Message } from '../protocol/index.js';
 
 /** Unsubscribes a listener registered with one of DeviceLink's `on*` methods. */
 export type Unsubscribe = () => void;
@@ -82,4 +82,33 @@ function add<T>(set: Set<T>, cb: T): Unsubscribe {
   return () => {
     set.delete(cb);
   };
+}
+
+/**
+ * What every link shares: the listener sets behind DeviceLink's four `on*` methods, and handing a
+ * decoder's events (protocol LineDecoder, Reassembler) to them — messages as messages, rejects as
+ * bad input with their code and a printable preview.
+ */
+export abstract class EventedLink {
+  protected readonly events = new LinkEvents();
+
+  onMessage(cb: (msg: Message) => void): Unsubscribe {
+    return this.events.onMessage(cb);
+  }
+  onBadInput(cb: (code: string, detail: string) => void): Unsubscribe {
+    return this.events.onBadInput(cb);
+  }
+  onUp(cb: () => void): Unsubscribe {
+    return this.events.onUp(cb);
+  }
+  onDown(cb: (reason: string) => void): Unsubscribe {
+    return this.events.onDown(cb);
+  }
+
+  protected deliver(events: readonly DecodeEvent[]): void {
+    for (const ev of events) {
+      if (ev.kind === 'message') this.events.emitMessage(ev.message);
+      else this.events.emitBadInput(ev.error.code, ev.raw ?? ev.error.message);
+    }
+  }
 }

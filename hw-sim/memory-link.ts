@@ -7,7 +7,7 @@
  */
 import { encodeLine, LineDecoder, type Message } from '../protocol/index.js';
 import { SimError } from './errors.js';
-import { LinkEvents, type DeviceLink, type Unsubscribe } from './link.js';
+import { EventedLink, LinkEvents, type DeviceLink, type Unsubscribe } from './link.js';
 
 /** The host's end of a MemoryLink: what a gateway or station would see. */
 export interface MemoryHost {
@@ -22,8 +22,7 @@ export interface MemoryHost {
   onMessage(cb: (msg: Message) => void): Unsubscribe;
 }
 
-export class MemoryLink implements DeviceLink {
-  private readonly events = new LinkEvents();
+export class MemoryLink extends EventedLink implements DeviceLink {
   private readonly hostEvents = new LinkEvents();
   private up = false;
   private closed = false;
@@ -32,6 +31,7 @@ export class MemoryLink implements DeviceLink {
   readonly host: MemoryHost;
 
   constructor() {
+    super();
     const received: Message[] = [];
     const errors: string[] = [];
     this.hostEvents.onMessage((m) => received.push(m));
@@ -81,18 +81,6 @@ export class MemoryLink implements DeviceLink {
     return line.length;
   }
 
-  onMessage(cb: (msg: Message) => void): Unsubscribe {
-    return this.events.onMessage(cb);
-  }
-  onBadInput(cb: (code: string, detail: string) => void): Unsubscribe {
-    return this.events.onBadInput(cb);
-  }
-  onUp(cb: () => void): Unsubscribe {
-    return this.events.onUp(cb);
-  }
-  onDown(cb: (reason: string) => void): Unsubscribe {
-    return this.events.onDown(cb);
-  }
 
   close(): Promise<void> {
     this.disconnect('closed');
@@ -105,10 +93,7 @@ export class MemoryLink implements DeviceLink {
     if (!this.up) return; // nobody is listening on an unplugged link
     queueMicrotask(() => {
       if (!this.up) return;
-      for (const ev of this.deviceDecoder.push(bytes)) {
-        if (ev.kind === 'message') this.events.emitMessage(ev.message);
-        else this.events.emitBadInput(ev.error.code, ev.raw ?? '');
-      }
+      this.deliver(this.deviceDecoder.push(bytes));
     });
   }
 }

@@ -210,4 +210,33 @@ describe('SerialDeviceLink over a socat pty', () => {
     expect(b.link.stats).toMatchObject({ opens: 2, disconnects: 1 });
     expect(b.fw.stats.framesResent).toBeGreaterThanOrEqual(2);
   });
+
+  it('keeps writing after unplugs that land mid-write (serialport never calls back for a port that is closing)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hwsim-serial-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const pair = await createPtyPair({ dir, name: 'busy' });
+    cleanups.push(() => pair.stop());
+    const link = SerialDeviceLink.open({ path: pair.devicePath, baudRate: 4_000_000 });
+    cleanups.push(() => link.close());
+    const notice: Message = { type: 'error', code: 'BUSY', message: 'y'.repeat(200) };
+    const pump = new AbortController();
+    cleanups.push(() => {
+      pump.abort();
+      return Promise.resolve();
+    });
+    // A device that is always mid-write, so the unplugs below hit writes in flight.
+    void (async () => {
+      while (!pump.signal.aborted) await link.send(notice).catch(() => new Promise((r) => setTimeout(r, 5)));
+    })();
+    for (let i = 0; i < 8; i++) {
+      await until(() => link.isUp, 'device link up');
+      await new Promise((r) => setTimeout(r, 10 + i * 3));
+      await pair.stop();
+      await until(() => !link.isUp, 'device link down');
+      await pair.restart();
+      await until(() => link.isUp, 'device link up again');
+      const written = await Promise.race([link.send(notice).then(() => 'written', () => 'refused'), new Promise((r) => setTimeout(() => { r('stalled'); }, 2000))]);
+      expect(written, `cycle ${i}`).not.toBe('stalled');
+    }
+  });
 });

@@ -15,12 +15,16 @@
  * which the firmware treats as a new session. Unplug (socat killed) closes the port with a
  * DisconnectedError → down, pending sends reject LINK_DOWN, and the link retries opening with
  * exponential backoff until the pty is back, then reports up again (the firmware says hello).
+ *
+ * Fault hooks (faults.ts, docs/hw-sim.md §5), idle in normal operation: `tamper` rewrites a
+ * message's line after encoding, `sendRaw` puts bytes that are no message on the wire between
+ * messages, and `setSlowdown` stretches the wire time.
  */
 import { SerialPort } from 'serialport';
 import { setTimeout as delay } from 'node:timers/promises';
-import { encodeLine, LineDecoder, type DecodeEvent, type Message } from '../protocol/index.js';
+import { encodeLine, LineDecoder, type Message } from '../protocol/index.js';
 import { SimError } from './errors.js';
-import { LinkEvents, type DeviceLink, type Unsubscribe } from './link.js';
+import { EventedLink, type DeviceLink } from './link.js';
 
 /** Wall time for pacing and retries; injectable so tests and accelerated fleets can replace it. */
 export interface LinkTimer {
@@ -36,6 +40,14 @@ export function realTimer(): LinkTimer {
     sleep: (ms, signal) => (ms <= 0 && !signal?.aborted ? Promise.resolve() : delay(Math.max(0, ms), undefined, { signal })),
   };
 }
+
+/**
+ * Fault hook on a link's transmit path (faults.ts): called synchronously by `send` with the message
+ * and its encoded wire units (serial: the one line; BLE: its chunks); returns the units to put on the
+ * wire instead — each one line write or one notification, at the link's pace — or undefined to send
+ * the message unchanged.
+ */
+export type WireTamper = (msg: Message, units: readonly Uint8Array[]) => Uint8Array[] | undefined;
 
 export interface SerialLinkOptions {
   /** The device end of the pty pair (PtyPair.devicePath) or a real tty. */
@@ -60,11 +72,13 @@ export interface SerialLinkStats {
   disconnects: number;
 }
 
-export class SerialDeviceLink implements DeviceLink {
+export class SerialDeviceLink extends EventedLink implements DeviceLink {
   readonly stats: SerialLinkStats = { bytesWritten: 0, linesWritten: 0, bytesRead: 0, opens: 0, openFailures: 0, disconnects: 0 };
-  private readonly events = new LinkEvents();
+  /** Fault hook (faults.ts); undefined in normal operation. */
+  tamper: WireTamper | undefined;
   private readonly timer: LinkTimer;
   private readonly bytesPerSecond: number;
+  private slowdown = 1;
   private readonly abort = new AbortController();
   private port: SerialPort | undefined;
   private decoder = new LineDecoder();
@@ -75,6 +89,7 @@ export class SerialDeviceLink implements DeviceLink {
   private closed = false;
 
   private constructor(private readonly opts: SerialLinkOptions) {
+    super();
     this.timer = opts.timer ?? realTimer();
     const baud = opts.baudRate ?? 115_200;
     const bits = opts.bitsPerByte ?? 10;
@@ -93,33 +108,50 @@ export class SerialDeviceLink implements DeviceLink {
     return this.port !== undefined;
   }
 
-  /** Bytes per second on the wire (baud / bitsPerByte). */
+  /** Bytes per second on the wire (baud / bitsPerByte, divided by a slow-link fault's factor). */
   get rate(): number {
-    return this.bytesPerSecond;
+    return this.bytesPerSecond / this.slowdown;
   }
 
   send(msg: Message): Promise<number> {
+    return this.enqueue(() => {
+      const line = encodeLine(msg);
+      return this.tamper?.(msg, [line]) ?? [line];
+    });
+  }
+
+  /**
+   * Fault injection: writes byte strings that are not messages (garbage, an over-long line) in
+   * order with the messages, each paced as a line. Rejects as `send`.
+   */
+  sendRaw(units: readonly Uint8Array[]): Promise<number> {
+    return this.enqueue(() => units);
+  }
+
+  /** Fault injection (slow link): the wire runs `factor` (≥ 1) times slower; 1 restores the baud rate. */
+  setSlowdown(factor: number): void {
+    if (!(factor >= 1 && factor < Infinity)) throw new SimError('LINK_CONFIG', `hw-sim: serial link ${this.opts.path}: slowdown must be a finite factor ≥ 1, got ${factor}`);
+    this.slowdown = factor;
+  }
+
+  /**
+   * Queues units behind earlier writes. `units` is called only once the link has accepted the
+   * message, so a one-shot tamper is never used up by a message refused with LINK_DOWN.
+   */
+  private enqueue(units: () => readonly Uint8Array[]): Promise<number> {
     if (this.closed) return Promise.reject(new SimError('LINK_CLOSED', `hw-sim: serial link ${this.opts.path} is closed`));
     if (!this.port) return Promise.reject(new SimError('LINK_DOWN', `hw-sim: serial link ${this.opts.path} is down`));
-    const line = encodeLine(msg);
+    const list = units();
     const gen = this.generation;
-    const p = this.writes.then(() => this.transmit(line, gen));
+    const p = this.writes.then(async () => {
+      let bytes = 0;
+      for (const u of list) bytes += await this.transmit(u, gen);
+      return bytes;
+    });
     this.writes = p.catch(() => undefined);
     return p;
   }
 
-  onMessage(cb: (msg: Message) => void): Unsubscribe {
-    return this.events.onMessage(cb);
-  }
-  onBadInput(cb: (code: string, detail: string) => void): Unsubscribe {
-    return this.events.onBadInput(cb);
-  }
-  onUp(cb: () => void): Unsubscribe {
-    return this.events.onUp(cb);
-  }
-  onDown(cb: (reason: string) => void): Unsubscribe {
-    return this.events.onDown(cb);
-  }
 
   async close(): Promise<void> {
     if (this.closed) return;
@@ -141,7 +173,7 @@ export class SerialDeviceLink implements DeviceLink {
   private async transmit(line: Uint8Array, gen: number): Promise<number> {
     const now = this.timer.now();
     const start = Math.max(now, this.busyUntil);
-    this.busyUntil = start + (line.length * 1000) / this.bytesPerSecond;
+    this.busyUntil = start + (line.length * 1000 * this.slowdown) / this.bytesPerSecond;
     try {
       await this.timer.sleep(this.busyUntil - now, this.abort.signal);
     } catch {
@@ -151,7 +183,19 @@ export class SerialDeviceLink implements DeviceLink {
     if (this.closed) throw new SimError('LINK_CLOSED', `hw-sim: serial link ${this.opts.path} is closed`);
     if (!port || gen !== this.generation) throw new SimError('LINK_DOWN', `hw-sim: serial link ${this.opts.path} went down before the line was sent`);
     await new Promise<void>((resolve, reject) => {
+      // serialport queues a write on a port that is closing until an 'open' that never comes (the
+      // next connection is a new SerialPort), and never calls back: without these two guards an
+      // unplug during a write would stall this link's writes for good.
+      const down = (): void => {
+        reject(new SimError('LINK_DOWN', `hw-sim: serial link ${this.opts.path} went down during a write`));
+      };
+      if (!port.isOpen) {
+        down();
+        return;
+      }
+      port.once('close', down);
       port.write(Buffer.from(line.buffer, line.byteOffset, line.byteLength), (err) => {
+        port.off('close', down);
         if (err) reject(new SimError('LINK_DOWN', `hw-sim: serial link ${this.opts.path}: write failed (${err.message})`, { cause: err }));
         else resolve();
       });
@@ -231,10 +275,4 @@ export class SerialDeviceLink implements DeviceLink {
     this.events.emitDown(reason);
   }
 
-  private deliver(events: readonly DecodeEvent[]): void {
-    for (const ev of events) {
-      if (ev.kind === 'message') this.events.emitMessage(ev.message);
-      else this.events.emitBadInput(ev.error.code, ev.raw ?? '');
-    }
-  }
 }
