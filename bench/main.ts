@@ -5,6 +5,7 @@
 import { cpus } from 'node:os';
 import { baselineVerifyRate, formatTable, type Result } from './harness.js';
 import { identityBenchmarks, identityFixture, protocolBenchmarks } from './protocol.js';
+import { benchProvision } from './provision.js';
 
 const baseline = baselineVerifyRate();
 const results: Result[] = [];
@@ -12,6 +13,10 @@ const fixture = await identityFixture();
 for (const r of [...protocolBenchmarks(), ...identityBenchmarks(fixture)]) {
   results.push(r);
   process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s\n`);
+}
+for (const r of await benchProvision()) {
+  results.push(r);
+  process.stderr.write(`  ${r.name}: ${r.note ?? ''}\n`);
 }
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
 process.stdout.write(`packchain benchmarks — Node ${process.version}, ${cpus().length} × ${cpu}\n\n`);

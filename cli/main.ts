@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { registerDemo } from './demo.js';
+import { registerProvision } from './provision.js';
 import { registerSim } from './sim.js';
 import { packageVersion } from './version.js';
 
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .description('Signed battery state-of-health frames from BMU to a tamper-evident ledger')
     .version(packageVersion());
   registerSim(program);
+  registerProvision(program);
   registerDemo(program);
   return program;
 }
