@@ -5,6 +5,8 @@
 import { cpus } from 'node:os';
 import { baselineVerifyRate, formatTable, type Result } from './harness.js';
 import { identityBenchmarks, identityFixture, protocolBenchmarks } from './protocol.js';
+import { ingestBenchmarks } from './gateway-ingest.js';
+import { gatewayStoreBenchmarks } from './gateway-store.js';
 import { benchProvision } from './provision.js';
 
 const baseline = baselineVerifyRate();
@@ -13,6 +15,10 @@ const fixture = await identityFixture();
 for (const r of [...protocolBenchmarks(), ...identityBenchmarks(fixture)]) {
   results.push(r);
   process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s\n`);
+}
+for (const r of [...(await gatewayStoreBenchmarks()), ...(await ingestBenchmarks())]) {
+  results.push(r);
+  process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s ${r.note ?? ''}\n`);
 }
 for (const r of await benchProvision()) {
   results.push(r);

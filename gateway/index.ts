@@ -1,5 +1,68 @@
 /**
- * gateway: public surface of the module (STYLE.md habit 1). It imports only protocol/ through
- * protocol/index.js, never another module. Exports arrive with the issue that builds it.
+ * gateway: public surface of the module (STYLE.md habit 1) — the shop-floor daemon: serial and BLE
+ * transports, the verification pipeline, the durable Merkle log with signed checkpoints, config, keys
+ * and operations (logs, /healthz, /metrics, MQTT). It imports only protocol/ through
+ * protocol/index.js, never another module.
  */
-export {};
+export { GatewayError, isGatewayError, type ConfigErrorCode, type GatewayErrorCode, type IngestErrorCode, type OpsErrorCode, type StoreErrorCode, type TransportErrorCode } from './errors.js';
+
+// Durable log (gateway/store/)
+export { LogStore } from './store/log-store.js';
+export type { StoredEntry } from './store/core.js';
+export { DEFAULT_QUOTA_BYTES, type LogStoreOptions, type OpenReport } from './store/open.js';
+export { checkpointDue, DEFAULT_CHECKPOINT_POLICY, type CheckpointPolicy, type StoredCheckpoint } from './store/checkpoints.js';
+export type { AppendResult, AppendedEntry, LeafInput } from './store/appender.js';
+export type { PackEntry } from './store/packs.js';
+export type { TimeRange } from './store/history.js';
+
+// Transports (gateway/transport/)
+export type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, RejectCode, Transport, TransportKind, TransportStatus } from './transport/types.js';
+export { SerialTransport, type SerialTransportOptions } from './transport/serial.js';
+export { BleTransport, type BleTransportOptions } from './transport/ble.js';
+export { MemoryTransport, type MemoryDevice, type MemoryTransportOptions } from './transport/memory.js';
+export type { RateCaps } from './transport/endpoint.js';
+export type { BackoffOptions } from './transport/limits.js';
+
+// Ingest pipeline (gateway/ingest/)
+export { IngestPipeline, type PipelineOptions, type PipelineStatus } from './ingest/pipeline.js';
+export { logPort, type IngestEntry, type IngestLog } from './ingest/log-port.js';
+export { VerifyPool, type VerifyJob, type VerifyPoolOptions, type VerifyPoolStats } from './ingest/verify.js';
+export { SECURITY_CODES, type IngestRejectCode, type QuarantineStatus, type RejectSample } from './ingest/quarantine.js';
+export type { SessionInfo } from './ingest/session.js';
+export type { DeviceStats } from './ingest/stats.js';
+export type { RecoveryReport } from './ingest/state.js';
+
+// Config, keys, init (gateway/config*.ts, keys.ts, init.ts)
+export {
+  CONFIG_SCHEMA,
+  configReference,
+  configWarnings,
+  loadConfig,
+  MAX_CONFIG_BYTES,
+  parseConfig,
+  type BleConfig,
+  type GatewayConfig,
+  type HttpConfig,
+  type IngestConfig,
+  type ListenAddress,
+  type LogConfig,
+  type LogLevel,
+  type MqttConfig,
+  type SerialConfig,
+  type UpstreamConfig,
+} from './config.js';
+export { referenceTable, type ReferenceRow } from './config-schema.js';
+export { exampleConfig, type ExampleConfigOptions } from './config-example.js';
+export { bleTransportOptions, checkpointPolicy, logStoreOptions, mqttPublisherOptions, pipelineOptions, serialTransportOptions } from './config-map.js';
+export { createKeyFile, KEY_FILE_MODE, loadKeyFile, type GatewayKey } from './keys.js';
+export { initGateway, type InitOptions, type InitResult } from './init.js';
+
+// Operations (gateway/ops/)
+export { createLogger, REDACT_PATHS, type Logger, type LoggerOptions } from './ops/logger.js';
+export { GatewayMetrics, LATENCY_BOUNDS, LatencyHistogram, METRIC_PREFIX } from './ops/metrics.js';
+export { OpsServer, type OpsServerOptions } from './ops/http.js';
+export { MqttPublisher, type MqttPublisherOptions, type StoredFrame } from './ops/mqtt.js';
+export { instrumentLog, type InstrumentedLog, type LogInstruments } from './ops/instrument.js';
+export { assembleSnapshot, type SnapshotSources } from './ops/assemble.js';
+export { healthOf, type Health, type HistogramSnapshot, type StatusSnapshot } from './ops/snapshot.js';
+export { checkSnapshot, fetchStatus } from './ops/status-client.js';

@@ -1,0 +1,161 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worker } from 'node:worker_threads';
+import type { VerifiedDevice } from '../../protocol/index.js';
+import { isGatewayError } from '../errors.js';
+import { TestFactory, type TestPack } from './ingest-testkit.js';
+import type { FrameVerdict } from './verify-frame.js';
+import { KeyCache, verifyFrame } from './verify-frame.js';
+import { VerifyPool } from './verify.js';
+
+let factory: TestFactory;
+let ed: TestPack;
+let p256: TestPack;
+let edDevice: VerifiedDevice;
+let p256Device: VerifiedDevice;
+
+beforeAll(async () => {
+  factory = await TestFactory.create();
+  const trust = await factory.trust();
+  ed = await factory.pack('PACK-ED-1', 'Ed25519');
+  p256 = await factory.pack('PACK-P256-1', 'ES256');
+  edDevice = trust.verifyChain(ed.chain, new Date());
+  p256Device = trust.verifyChain(p256.chain, new Date());
+});
+
+function run(pool: VerifyPool, jobs: { cose: Uint8Array; device: VerifiedDevice }[]): Promise<FrameVerdict[]> {
+  const out: FrameVerdict[] = [];
+  return new Promise((resolve, reject) => {
+    for (const j of jobs) {
+      const ok = pool.submit({ cose: j.cose, key: j.device, certSha256: j.device.certSha256 }, (v) => {
+        out.push(v);
+        if (out.length === jobs.length) resolve(out);
+      });
+      if (!ok) reject(new Error('refused'));
+    }
+  });
+}
+
+describe('verifyFrame', () => {
+  it('when the frame is genuine › returns its counter, time and the SHA-256 of the bytes as received', () => {
+    const v = verifyFrame(ed.frame(7), edDevice);
+    expect(v.ok && v.counter).toBe(7);
+    expect(v.ok && v.sha256.length).toBe(32);
+    const w = verifyFrame(p256.frame(9), p256Device);
+    expect(w.ok && w.counter).toBe(9);
+  });
+
+  it('when the signature is forged under the device kid › returns COSE_SIGNATURE', () => {
+    expect(verifyFrame(ed.forged(7), edDevice)).toMatchObject({ ok: false, code: 'COSE_SIGNATURE' });
+  });
+
+  it('when the frame comes from another device key › returns COSE_KID_MISMATCH or COSE_ALG_MISMATCH', () => {
+    expect(verifyFrame(p256.frame(1), edDevice)).toMatchObject({ ok: false, code: 'COSE_ALG_MISMATCH' });
+    expect(verifyFrame(ed.frame(1), { ...edDevice, kid: new Uint8Array(16) })).toMatchObject({ ok: false, code: 'COSE_KID_MISMATCH' });
+  });
+
+  it('when the validly signed payload names another serial › returns FRAME_SERIAL_MISMATCH with the counter', () => {
+    expect(verifyFrame(ed.frame(3, { serial: 'OTHER-1' }), edDevice)).toMatchObject({ ok: false, code: 'FRAME_SERIAL_MISMATCH', counter: 3 });
+  });
+
+  it('when the bytes are not a COSE_Sign1 › returns a CBOR_* or COSE_* code, never throws', () => {
+    for (const bad of [new Uint8Array(0), Uint8Array.of(0xd2), Uint8Array.of(0xff, 0x00), new Uint8Array(800)]) {
+      const v = verifyFrame(bad, edDevice);
+      expect(v.ok).toBe(false);
+      expect(v.ok ? '' : v.code).toMatch(/^(CBOR|COSE)_/);
+    }
+  });
+});
+
+describe('KeyCache', () => {
+  it('imports a device key once per certificate and evicts the least recently used beyond its size', () => {
+    const cache = new KeyCache(1);
+    const w = { certSha256: edDevice.certSha256, packSerial: ed.serial, alg: edDevice.alg, raw: edDevice.publicKey.raw, kid: edDevice.kid };
+    const a = cache.get(w);
+    expect(cache.get(w)).toBe(a);
+    expect(cache.imports).toBe(1);
+    cache.get({ ...w, certSha256: p256Device.certSha256, alg: 'ES256', raw: p256Device.publicKey.raw, kid: p256Device.kid });
+    expect(cache.get(w)).not.toBe(a);
+    expect(cache.imports).toBe(3);
+  });
+});
+
+describe('VerifyPool', () => {
+  let pool: VerifyPool;
+  afterAll(async () => {
+    await pool.close();
+  });
+
+  it('when the queue is deep › verifies on worker threads (TS source loaded through tsx) in submission order', async () => {
+    pool = await VerifyPool.start({ workers: 2, inlineBelow: 0, batchMax: 16 });
+    const jobs = Array.from({ length: 200 }, (_, i) =>
+      i % 7 === 3 ? { cose: ed.forged(i), device: edDevice } : i % 2 === 0 ? { cose: ed.frame(i), device: edDevice } : { cose: p256.frame(i), device: p256Device },
+    );
+    const out = await run(pool, jobs);
+    expect(out.map((v) => (v.ok ? v.counter : v.code))).toEqual(jobs.map((_, i) => (i % 7 === 3 ? 'COSE_SIGNATURE' : i)));
+    expect(pool.stats.offloaded).toBe(200);
+    expect(pool.stats.batches).toBeGreaterThanOrEqual(13);
+  });
+
+  it('when a worker dies with a batch › that batch fails WORKER_FAILED, a new worker takes over', async () => {
+    const slots = (pool as unknown as { slots: { worker: Worker }[] }).slots;
+    const pending = run(pool, Array.from({ length: 32 }, (_, i) => ({ cose: ed.frame(1000 + i), device: edDevice })));
+    await slots[0]?.worker.terminate();
+    const out = await pending;
+    expect(out.every((v) => v.ok || v.code === 'WORKER_FAILED')).toBe(true);
+    expect(pool.stats.workerFailures).toBe(1);
+    await expect.poll(() => pool.stats.workers).toBe(2);
+    const again = await run(pool, [{ cose: ed.frame(5000), device: edDevice }]);
+    expect(again[0]).toMatchObject({ ok: true, counter: 5000 });
+  });
+
+  it('when the load is light › verifies inline without a worker round trip', async () => {
+    const light = await VerifyPool.start({ workers: 1, inlineBelow: 4 });
+    try {
+      const out = await run(light, [{ cose: ed.frame(1), device: edDevice }]);
+      expect(out[0]).toMatchObject({ ok: true, counter: 1 });
+      expect(light.stats).toMatchObject({ inline: 1, offloaded: 0 });
+    } finally {
+      await light.close();
+    }
+  });
+
+  it('when the queue is full › refuses the frame (the caller does not ack it) and never calls back for it', async () => {
+    const small = await VerifyPool.start({ workers: 0, maxQueued: 3 });
+    try {
+      const calls: number[] = [];
+      const results = [1, 2, 3, 4].map((c) => small.submit({ cose: ed.frame(c), key: edDevice, certSha256: edDevice.certSha256 }, () => calls.push(c)));
+      expect(results).toEqual([true, true, true, false]);
+      await expect.poll(() => calls).toEqual([1, 2, 3]);
+      expect(small.stats.refused).toBe(1);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('when a device key cannot be imported in the worker › its frames fail COSE_KEY, others pass', async () => {
+    const bad = { ...edDevice, publicKey: { ...edDevice.publicKey, raw: new Uint8Array(31) }, certSha256: new Uint8Array(32).fill(9) };
+    const out = await run(pool, [
+      { cose: ed.frame(1), device: bad },
+      { cose: ed.frame(2), device: edDevice },
+      { cose: ed.frame(3), device: bad },
+      { cose: ed.frame(4), device: edDevice },
+      { cose: ed.frame(5), device: edDevice },
+    ]);
+    expect(out.map((v) => (v.ok ? v.counter : v.code))).toEqual(['COSE_KEY', 2, 'COSE_KEY', 4, 5]);
+  });
+
+  it('when closed with frames queued › delivers INGEST_BUSY for them and refuses new ones', async () => {
+    const p = await VerifyPool.start({ workers: 0 });
+    const got: FrameVerdict[] = [];
+    p.submit({ cose: ed.frame(1), key: edDevice, certSha256: edDevice.certSha256 }, (v) => got.push(v));
+    await p.close();
+    expect(got).toEqual([expect.objectContaining({ ok: false, code: 'INGEST_BUSY' })]);
+    expect(p.submit({ cose: ed.frame(2), key: edDevice, certSha256: edDevice.certSha256 }, () => undefined)).toBe(false);
+  });
+
+  it('when options are out of range › throws INGEST_CONFIG', async () => {
+    await expect(VerifyPool.start({ workers: -1 })).rejects.toSatisfy((e) => isGatewayError(e, 'INGEST_CONFIG'));
+    await expect(VerifyPool.start({ batchMax: 0 })).rejects.toSatisfy((e) => isGatewayError(e, 'INGEST_CONFIG'));
+  });
+
+});
