@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { registerDemo } from './demo.js';
+import { registerGateway } from './gateway.js';
 import { registerProvision } from './provision.js';
 import { registerSim } from './sim.js';
 import { packageVersion } from './version.js';
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
     .version(packageVersion());
   registerSim(program);
   registerProvision(program);
+  registerGateway(program);
   registerDemo(program);
   return program;
 }

@@ -4,7 +4,7 @@
  * and operations (logs, /healthz, /metrics, MQTT). It imports only protocol/ through
  * protocol/index.js, never another module.
  */
-export { GatewayError, isGatewayError, type ConfigErrorCode, type GatewayErrorCode, type IngestErrorCode, type OpsErrorCode, type StoreErrorCode, type TransportErrorCode } from './errors.js';
+export { GatewayError, isGatewayError, type ConfigErrorCode, type DaemonErrorCode, type GatewayErrorCode, type IngestErrorCode, type OpsErrorCode, type StoreErrorCode, type TransportErrorCode } from './errors.js';
 
 // Durable log (gateway/store/)
 export { LogStore } from './store/log-store.js';
@@ -66,3 +66,11 @@ export { instrumentLog, type InstrumentedLog, type LogInstruments } from './ops/
 export { assembleSnapshot, type SnapshotSources } from './ops/assemble.js';
 export { healthOf, type Health, type HistogramSnapshot, type StatusSnapshot } from './ops/snapshot.js';
 export { checkSnapshot, fetchStatus } from './ops/status-client.js';
+
+// The daemon and the log commands (gateway/daemon.ts, certs.ts, trust-file.ts, audit/)
+export { Gateway, type DaemonStats, type GatewayStartOptions } from './daemon.js';
+export { CertStore } from './certs.js';
+export { loadTrustBundle, loadVerifierKey } from './trust-file.js';
+export { verifyLog, type LogProblem, type VerifyLogOptions, type VerifyLogReport } from './audit/verify-log.js';
+export { formatHistory, HISTORY_FIELDS, historyRows, parseFields, type HistoryFormat, type HistoryRow } from './audit/history.js';
+export { proveFrame, type ProvedEntry } from './audit/prove.js';
