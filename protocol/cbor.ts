@@ -264,7 +264,7 @@ class Writer {
       for (const x of v) this.value(x, depth + 1);
     } else if (v instanceof Map) {
       // RFC 8949 §4.2.1: keys sorted by the bytewise lexicographic order of their encodings.
-      const entries = [...v.entries()].map(([k, x]) => ({ key: encodeCbor(k), x }));
+      const entries = [...v.entries()].map(([k, x]) => ({ key: encodeKey(k), x }));
       const order = (a: Uint8Array, b: Uint8Array): number => compareBytes(a, 0, a.length, b, 0, b.length);
       entries.sort((a, b) => order(a.key, b.key));
       for (let i = 1; i < entries.length; i++) {
@@ -283,6 +283,15 @@ class Writer {
       this.value(v.value, depth + 1);
     }
   }
+}
+
+/** Encodings of the integers -24..23 (one byte each), the keys of every packchain map. */
+const SMALL_INT_KEYS: readonly Uint8Array[] = Array.from({ length: 48 }, (_, i) => Uint8Array.of(i < 24 ? i : 0x20 | (i - 24)));
+
+/** A map key's encoding; small integer keys come from a table (map encoding is on the ingest hot path). */
+function encodeKey(k: CborValue): Uint8Array {
+  if (typeof k === 'number' && Number.isInteger(k) && k >= -24 && k < 24) return SMALL_INT_KEYS[k >= 0 ? k : 23 - k] as Uint8Array;
+  return encodeCbor(k);
 }
 
 /**
