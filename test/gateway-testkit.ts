@@ -222,3 +222,23 @@ export class GatewayTestHost implements ChannelEvents {
     if (this.acking) for (const ack of ackMessages([counter])) void this.send(ch, ack);
   }
 }
+
+/** Records a transport's events without any pipeline behaviour (transport tests). */
+export class Recorder implements ChannelEvents {
+  readonly opens: DeviceChannel[] = [];
+  readonly closes: string[] = [];
+  readonly messages: Message[] = [];
+  readonly rejects: { code: RejectCode; detail: string }[] = [];
+  open(ch: DeviceChannel): void {
+    this.opens.push(ch);
+  }
+  message(_ch: DeviceChannel, msg: Message): void {
+    this.messages.push(msg);
+  }
+  reject(_ch: DeviceChannel, code: RejectCode, detail: string): void {
+    this.rejects.push({ code, detail });
+  }
+  close(_ch: DeviceChannel, reason: string): void {
+    this.closes.push(reason);
+  }
+}

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FakeBluez, Fleet, startPrivateBus, type BleDeviceHandle, type PrivateBus } from '../hw-sim/index.js';
 import { chunkMessage, encodeDeviceInfo, Reassembler, type Message } from '../protocol/index.js';
-import { BleTransport, type BleTransportOptions, type ChannelEvents, type DeviceChannel, type RejectCode } from '../gateway/index.js';
-import { everyFrameDelivered, GatewayTestHost, TestFactory, until } from './gateway-testkit.js';
+import { BleTransport, type BleTransportOptions, type ChannelEvents } from '../gateway/index.js';
+import { everyFrameDelivered, GatewayTestHost, Recorder, TestFactory, until } from './gateway-testkit.js';
 
 const PACKS = 6;
 const fast: BleTransportOptions = {
@@ -120,25 +120,6 @@ function lightPack(bluez: FakeBluez, n: number, opts: { mtu?: number; onSubscrib
     },
   });
   return { id: `ble:${address}`, address, handle, received, chunkSizes };
-}
-
-class Recorder implements ChannelEvents {
-  readonly opens: DeviceChannel[] = [];
-  readonly closes: string[] = [];
-  readonly messages: Message[] = [];
-  readonly rejects: { code: RejectCode; detail: string }[] = [];
-  open(ch: DeviceChannel): void {
-    this.opens.push(ch);
-  }
-  message(_ch: DeviceChannel, msg: Message): void {
-    this.messages.push(msg);
-  }
-  reject(_ch: DeviceChannel, code: RejectCode, detail: string): void {
-    this.rejects.push({ code, detail });
-  }
-  close(_ch: DeviceChannel, reason: string): void {
-    this.closes.push(reason);
-  }
 }
 
 describe('BleTransport on its own private bus', () => {

@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet, createPtyPair, type PtyPair } from '../hw-sim/index.js';
-import { encodeLine, type Message } from '../protocol/index.js';
-import { type ChannelEvents, type DeviceChannel, type RejectCode, SerialTransport } from '../gateway/index.js';
-import { everyFrameDelivered, GatewayTestHost, TestFactory, until } from './gateway-testkit.js';
+import { encodeLine } from '../protocol/index.js';
+import { SerialTransport } from '../gateway/index.js';
+import { everyFrameDelivered, GatewayTestHost, Recorder, TestFactory, until } from './gateway-testkit.js';
 
 const PACKS = 5;
 const dir = mkdtempSync(join(tmpdir(), 'gw-serial-'));
@@ -125,26 +125,6 @@ class RawDevice {
     const port = this.port;
     this.port = undefined;
     if (port?.isOpen) await new Promise<void>((r) => { port.close(() => { r(); }); });
-  }
-}
-
-/** Records events per channel id without any pipeline behaviour. */
-class Recorder implements ChannelEvents {
-  readonly opens: DeviceChannel[] = [];
-  readonly closes: string[] = [];
-  readonly messages: Message[] = [];
-  readonly rejects: { code: RejectCode; detail: string }[] = [];
-  open(ch: DeviceChannel): void {
-    this.opens.push(ch);
-  }
-  message(_ch: DeviceChannel, msg: Message): void {
-    this.messages.push(msg);
-  }
-  reject(_ch: DeviceChannel, code: RejectCode, detail: string): void {
-    this.rejects.push({ code, detail });
-  }
-  close(_ch: DeviceChannel, reason: string): void {
-    this.closes.push(reason);
   }
 }
 

@@ -16,15 +16,6 @@ import { segmentFileName } from './format.js';
 import { copyOut, type FdCache } from './files.js';
 import { join } from 'node:path';
 
-function trailingOnes(n: number): number {
-  let c = 0;
-  while (n % 2 === 1) {
-    n = (n - 1) / 2;
-    c++;
-  }
-  return c;
-}
-
 /** Index arithmetic of segments of 2^bits entries. All exact on safe integers (no 32-bit operators). */
 export class SegmentLayout {
   readonly perSegment: number;
@@ -54,9 +45,12 @@ export class SegmentLayout {
     return b;
   }
 
-  /** Number of stored hashes a full segment k holds: 2^(b+1) − 1 + trailingOnes(k). */
+  /**
+   * Number of stored hashes a full segment k holds: 2^(b+1) − 1 for its own subtree plus one per
+   * higher subtree its last entry completes (1 + trailing ones of k of them at level ≥ b).
+   */
   hashCount(k: number): number {
-    return 2 * this.perSegment - 1 + trailingOnes(k);
+    return this.hashBase(k + 1) - this.hashBase(k);
   }
 
   /** Segment whose hashes file holds stored index i. */
@@ -71,7 +65,7 @@ export class SegmentLayout {
   /** Stored indexes of segment k's hashes at level ≥ b: what pruning the segment must keep. */
   topHashIndexes(k: number): number[] {
     const end = this.hashBase(k + 1);
-    const n = 1 + trailingOnes(k);
+    const n = this.hashCount(k) - (2 * this.perSegment - 2); // the segment root and the ones above it
     return Array.from({ length: n }, (_, j) => end - n + j);
   }
 }
