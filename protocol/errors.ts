@@ -95,13 +95,19 @@ export type LogErrorCode =
   | 'BUNDLE_MALFORMED'
   | 'BUNDLE_MISMATCH'; // bundle parts do not belong together (frame not in leaf, wrong leaf hash, ...)
 
+/** The gateway ↔ ledger sync protocol (protocol/sync.ts). */
+export type SyncErrorCode =
+  | 'SYNC_MALFORMED' // upload body, state or result outside the schema or its caps
+  | 'SYNC_AUTH'; // request authorization header malformed, stale, or its signature does not verify
+
 export type ProtocolErrorCode =
   | CborErrorCode
   | FrameErrorCode
   | CoseErrorCode
   | IdentityErrorCode
   | WireErrorCode
-  | LogErrorCode;
+  | LogErrorCode
+  | SyncErrorCode;
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';
