@@ -100,6 +100,11 @@ export type SyncErrorCode =
   | 'SYNC_MALFORMED' // upload body, state or result outside the schema or its caps
   | 'SYNC_AUTH'; // request authorization header malformed, stale, or its signature does not verify
 
+/** History export: field lists and CSV (protocol/history-format.ts). */
+export type HistoryErrorCode =
+  | 'HISTORY_FIELDS' // a field list naming an unknown field, or naming none
+  | 'HISTORY_CSV'; // CSV text that is not RFC 4180 (unterminated quote, stray quote, over the cap)
+
 export type ProtocolErrorCode =
   | CborErrorCode
   | FrameErrorCode
@@ -107,7 +112,8 @@ export type ProtocolErrorCode =
   | IdentityErrorCode
   | WireErrorCode
   | LogErrorCode
-  | SyncErrorCode;
+  | SyncErrorCode
+  | HistoryErrorCode;
 
 export class ProtocolError extends Error {
   override readonly name = 'ProtocolError';

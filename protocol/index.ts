@@ -266,3 +266,18 @@ export {
   type UploadRequest,
   type UploadResult,
 } from './sync.js';
+export {
+  FRAME_DISPLAY_FIELDS,
+  MAX_CSV_CHARS,
+  alarmNames,
+  cellText,
+  csvField,
+  frameDisplay,
+  historyCsv,
+  historyJson,
+  historyTable,
+  isoTime,
+  parseCsv,
+  parseFieldList,
+  type FrameDisplay,
+} from './history-format.js';

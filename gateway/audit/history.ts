@@ -4,10 +4,28 @@
  * vouches for it — the entry's index, the latest signed checkpoint covering it (else "pending"),
  * and the frame's COSE signature re-verified against the certificate the leaf names (from the
  * certificate store). Everything a row shows is covered by a signature (§7.8): the frame fields by
- * the device's, receive time and source by the gateway checkpoint over the leaf hash. Rows render
- * as an aligned table, RFC 4180 CSV or JSON lines-in-an-array.
+ * the device's, receive time and source by the gateway checkpoint over the leaf hash. Display units,
+ * field lists and the table / RFC 4180 CSV / JSON renderings are protocol's (history-format.ts,
+ * docs/protocol.md §11), shared with the ledger; this file adds the gateway's row and summary line.
  */
-import { decodeFrame, decodeLeaf, importSpki, isProtocolError, keyId, parseCertificate, parseSign1, toHex, verifySign1, type PublicKey } from '../../protocol/index.js';
+import {
+  decodeFrame,
+  decodeLeaf,
+  frameDisplay,
+  historyCsv,
+  historyJson,
+  historyTable,
+  importSpki,
+  isoTime,
+  isProtocolError,
+  keyId,
+  parseCertificate,
+  parseFieldList,
+  parseSign1,
+  toHex,
+  verifySign1,
+  type PublicKey,
+} from '../../protocol/index.js';
 import type { CertStore } from '../certs.js';
 import { GatewayError } from '../errors.js';
 import type { LogStore } from '../store/log-store.js';
@@ -41,8 +59,6 @@ export const HISTORY_FIELDS: readonly (keyof HistoryRow)[] = [
 
 export type HistoryFormat = 'table' | 'csv' | 'json';
 
-const round = (x: number, digits: number): number => Number(x.toFixed(digits));
-
 /**
  * The rows of `serial` with since ≤ receivedAt < until (ms), oldest first. Throws STORE_CORRUPT /
  * STORE_IO from the store; a frame that does not decode or verify is a row with that code.
@@ -72,23 +88,23 @@ export async function historyRows(store: LogStore, certs: CertStore, serial: str
       signature = err.code;
       payload = parseSign1(leaf.frame).payload;
     }
-    const f = decodeFrame(payload);
+    const d = frameDisplay(decodeFrame(payload));
     rows.push({
       index: e.index,
-      receivedAt: new Date(leaf.receivedAt).toISOString(),
+      receivedAt: isoTime(leaf.receivedAt),
       source: leaf.source,
-      counter: f.counter,
-      deviceTime: new Date(f.time).toISOString(),
-      socPct: round(f.soc / 10, 1),
-      sohPct: round(f.soh / 10, 1),
-      voltageV: round(f.voltage / 1000, 3),
-      currentA: round(f.current / 1000, 3),
-      cellMinV: round(Math.min(...f.cells) / 1000, 3),
-      cellMaxV: round(Math.max(...f.cells) / 1000, 3),
-      tempMinC: round(f.tempMin / 10, 1),
-      tempMaxC: round(f.tempMax / 10, 1),
-      cycles: f.cycles,
-      alarms: f.alarms,
+      counter: d.counter,
+      deviceTime: d.deviceTime,
+      socPct: d.socPct,
+      sohPct: d.sohPct,
+      voltageV: d.voltageV,
+      currentA: d.currentA,
+      cellMinV: d.cellMinV,
+      cellMaxV: d.cellMaxV,
+      tempMinC: d.tempMinC,
+      tempMaxC: d.tempMaxC,
+      cycles: d.cycles,
+      alarms: d.alarms,
       signature,
       checkpoint: e.index < covered ? covered : null,
     });
@@ -98,29 +114,20 @@ export async function historyRows(store: LogStore, certs: CertStore, serial: str
 
 /** Parses --fields a,b,c against HISTORY_FIELDS. Throws USAGE naming the unknown field. */
 export function parseFields(list: string | undefined): (keyof HistoryRow)[] {
-  if (list === undefined) return [...HISTORY_FIELDS];
-  const names = list.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const n of names) {
-    if (!(HISTORY_FIELDS as readonly string[]).includes(n)) throw new GatewayError('USAGE', `gateway: --fields: unknown field ${JSON.stringify(n)}; expected some of ${HISTORY_FIELDS.join(',')}`);
+  try {
+    return parseFieldList(list, HISTORY_FIELDS, '--fields');
+  } catch (err) {
+    if (!isProtocolError(err, 'HISTORY_FIELDS')) throw err;
+    throw new GatewayError('USAGE', err.message.replace(/^protocol: /, 'gateway: '), { cause: err });
   }
-  if (names.length === 0) throw new GatewayError('USAGE', `gateway: --fields: expected a comma-separated list of ${HISTORY_FIELDS.join(',')}`);
-  return names as (keyof HistoryRow)[];
 }
 
-const cell = (v: HistoryRow[keyof HistoryRow]): string => (v === null ? '' : String(v));
-
-/** Renders rows; `table` aligns columns and ends with a summary line. */
+/** Renders rows; `table` aligns columns (a pending checkpoint shows as "pending") and ends with a summary line. */
 export function formatHistory(rows: readonly HistoryRow[], fields: readonly (keyof HistoryRow)[], format: HistoryFormat): string {
-  if (format === 'json') return `${JSON.stringify(rows.map((r) => Object.fromEntries(fields.map((f) => [f, r[f]]))), null, 2)}\n`;
-  if (format === 'csv') {
-    const esc = (s: string): string => (/[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-    return [fields.join(','), ...rows.map((r) => fields.map((f) => esc(cell(r[f]))).join(','))].map((l) => `${l}\r\n`).join('');
-  }
-  const head = fields.map((f) => (f === 'checkpoint' ? 'checkpoint' : f));
-  const body = rows.map((r) => fields.map((f) => (f === 'checkpoint' && r.checkpoint === null ? 'pending' : cell(r[f]))));
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cols: readonly string[]): string => cols.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  if (format === 'json') return historyJson(rows, fields);
+  if (format === 'csv') return historyCsv(rows, fields);
+  const table = historyTable(rows, fields, (r, f) => (f === 'checkpoint' && r.checkpoint === null ? 'pending' : undefined));
   const unsigned = rows.filter((r) => r.signature !== 'ok').length;
   const pending = rows.filter((r) => r.checkpoint === null).length;
-  return `${[line(head), ...body.map(line)].join('\n')}\n${rows.length} frames; signatures re-verified: ${rows.length - unsigned} ok${unsigned > 0 ? `, ${unsigned} NOT` : ''}; ${rows.length - pending} covered by the latest checkpoint${pending > 0 ? `, ${pending} pending` : ''}\n`;
+  return `${table}${rows.length} frames; signatures re-verified: ${rows.length - unsigned} ok${unsigned > 0 ? `, ${unsigned} NOT` : ''}; ${rows.length - pending} covered by the latest checkpoint${pending > 0 ? `, ${pending} pending` : ''}\n`;
 }
