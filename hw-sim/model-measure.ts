@@ -3,7 +3,7 @@
  * integer units (docs/protocol.md §2.1.1: mV, mA, 0.1 °C, ‰, mAh, µΩ, Wh, W, s). Every value
  * is rounded and clamped to its field's range from protocol's FRAME_FIELDS, so whatever the pack is
  * doing, `encodeFrame({ v: 1, serial, counter, time, firmware, ...measurements })` never throws.
- * The derived passport quantities (docs/hw-sim.md "Passport quantities") are computed here, from the
+ * The derived passport quantities (docs/hw-sim.md §2.10 "Frame fields") are computed here, from the
  * state, so a measurement never changes the model.
  */
 import { FRAME_FIELD_BY_NAME, type FrameFieldName, type SohFrame } from '../protocol/index.js';

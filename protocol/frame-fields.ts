@@ -6,7 +6,7 @@
  * wire times `scale` is the value in `unit`.
  *
  * Fields 16–28 carry the battery passport's state-of-health and lifetime parameters (EU 2023/1542
- * Annex VII; IDTA 02035 attribute names in `passport`); they are optional because not every BMU
+ * Annex VII; `passport` names the ledger's passport parameter, docs/passport.md); they are optional because not every BMU
  * measures them.
  */
 
@@ -72,7 +72,7 @@ export interface FrameField {
   readonly unit: string;
   readonly scale: number;
   readonly description: string;
-  /** Battery passport attribute this field feeds (IDTA 02035 name), if any. */
+  /** Battery-passport parameter this field feeds (ledger/passport.ts PARAMETER_SPECS name; docs/passport.md gives its IDTA-02035 path), if any. */
   readonly passport?: string;
 }
 
@@ -118,47 +118,47 @@ export const FRAME_FIELDS: readonly FrameField[] = Object.freeze([
   f(1, 'serial', 'text', true, 1, 32, '', '', 1, 'pack serial', { pattern: /^[A-Z0-9][A-Z0-9-]{0,31}$/ }),
   f(2, 'counter', 'uint', true, 0, U53, '', '', 1, 'frame counter, monotonic across reboots'),
   f(3, 'time', 'uint', true, 0, U53, 'ms', 'ms', 1, 'device clock, ms since the Unix epoch'),
-  f(4, 'soc', 'uint', true, 0, 1000, '‰', '%', 0.1, 'state of charge', { passport: 'stateOfCharge' }),
+  f(4, 'soc', 'uint', true, 0, 1000, '‰', '%', 0.1, 'state of charge', { passport: 'StateOfCharge' }),
   f(5, 'soh', 'uint', true, 0, 1000, '‰', '%', 0.1, 'state of health (capacity)'),
   f(6, 'voltage', 'uint', true, 0, 1_500_000, 'mV', 'V', 0.001, 'pack voltage'),
   f(7, 'current', 'int', true, -2_000_000, 2_000_000, 'mA', 'A', 0.001, 'pack current, positive = charging'),
   f(8, 'tempMin', 'int', true, -550, 1500, '0.1 °C', '°C', 0.1, 'lowest sensor temperature'),
   f(9, 'tempMax', 'int', true, -550, 1500, '0.1 °C', '°C', 0.1, 'highest sensor temperature (≥ tempMin)'),
-  f(10, 'cycles', 'uint', true, 0, 10_000_000, '', '', 1, 'equivalent full cycles', { passport: 'numberOfFullCycles' }),
+  f(10, 'cycles', 'uint', true, 0, 10_000_000, '', '', 1, 'equivalent full cycles', { passport: 'NumberOfFullCycles' }),
   f(11, 'cells', 'cells', true, 1, 32, 'mV', 'V', 0.001, 'cell voltages', { itemMin: 0, itemMax: 6000 }),
-  f(12, 'remainingCapacity', 'uint', true, 0, U32, 'mAh', 'Ah', 0.001, 'remaining capacity', { passport: 'remainingCapacity' }),
-  f(13, 'resistance', 'uint', true, 0, U32, 'µΩ', 'mΩ', 0.001, 'internal (ohmic) resistance', { passport: 'internalResistance' }),
-  f(14, 'alarms', 'uint', true, 0, U32, '', '', 1, 'alarm bit field (ALARM_BITS; reserved bits 0)', { passport: 'negativeEvents' }),
+  f(12, 'remainingCapacity', 'uint', true, 0, U32, 'mAh', 'Ah', 0.001, 'remaining capacity', { passport: 'RemainingCapacity' }),
+  f(13, 'resistance', 'uint', true, 0, U32, 'µΩ', 'mΩ', 0.001, 'internal (ohmic) resistance', { passport: 'InternalResistanceIncreaseOfBatteryPackLevel' }),
+  f(14, 'alarms', 'uint', true, 0, U32, '', '', 1, 'alarm bit field (ALARM_BITS; reserved bits 0)'),
   f(15, 'firmware', 'text', true, 5, 32, '', '', 1, 'BMU firmware version major.minor.patch', {
     pattern: /^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$/,
   }),
-  f(16, 'ratedCapacity', 'uint', false, 0, U32, 'mAh', 'Ah', 0.001, 'rated capacity', { passport: 'ratedCapacity' }),
-  f(17, 'energyThroughput', 'uint', false, 0, U53, 'Wh', 'kWh', 0.001, 'lifetime energy throughput', { passport: 'energyThroughput' }),
-  f(18, 'capacityThroughput', 'uint', false, 0, U53, 'mAh', 'Ah', 0.001, 'lifetime capacity throughput', { passport: 'capacityThroughput' }),
-  f(19, 'powerCapability', 'uint', false, 0, U32, 'W', 'kW', 0.001, 'remaining power capability', { passport: 'remainingPowerCapability' }),
+  f(16, 'ratedCapacity', 'uint', false, 0, U32, 'mAh', 'Ah', 0.001, 'rated capacity', { passport: 'RatedCapacity' }),
+  f(17, 'energyThroughput', 'uint', false, 0, U53, 'Wh', 'kWh', 0.001, 'lifetime energy throughput', { passport: 'EnergyThroughput' }),
+  f(18, 'capacityThroughput', 'uint', false, 0, U53, 'mAh', 'Ah', 0.001, 'lifetime capacity throughput', { passport: 'CapacityThroughput' }),
+  f(19, 'powerCapability', 'uint', false, 0, U32, 'W', 'kW', 0.001, 'remaining power capability', { passport: 'RemainingPowerCapability' }),
   f(20, 'roundTripEfficiency', 'uint', false, 0, 1000, '‰', '%', 0.1, 'remaining round-trip energy efficiency', {
-    passport: 'remainingRoundTripEnergyEfficiency',
+    passport: 'RemainingRoundTripEnergyEfficiency',
   }),
   f(21, 'selfDischarge', 'uint', false, 0, 1000, '‰/30 d', '%/30 d', 0.1, 'self-discharge rate per 30 days', {
-    passport: 'evolutionOfSelfDischarge',
+    passport: 'EvolutionOfSelfDischarge',
   }),
-  f(22, 'deepDischargeEvents', 'uint', false, 0, U32, '', '', 1, 'deep discharge events (lifetime count)', { passport: 'negativeEvents' }),
+  f(22, 'deepDischargeEvents', 'uint', false, 0, U32, '', '', 1, 'deep discharge events (lifetime count)', { passport: 'NumberOfDeepDischargeEvents' }),
   f(23, 'overTempSeconds', 'uint', false, 0, U53, 's', 'h', 1 / 3600, 'lifetime time above the max operating temperature', {
-    passport: 'temperatureInformation.timeExtremeHighTemp',
+    passport: 'TimeExtremeHighTemp',
   }),
   f(24, 'underTempSeconds', 'uint', false, 0, U53, 's', 'h', 1 / 3600, 'lifetime time below the min operating temperature', {
-    passport: 'temperatureInformation.timeExtremeLowTemp',
+    passport: 'TimeExtremeLowTemp',
   }),
   f(25, 'overTempChargeSeconds', 'uint', false, 0, U53, 's', 'h', 1 / 3600, 'lifetime time charging above the max charging temperature', {
-    passport: 'temperatureInformation.timeExtremeHighTempCharging',
+    passport: 'TimeExtremeHighTempCharging',
   }),
   f(26, 'underTempChargeSeconds', 'uint', false, 0, U53, 's', 'h', 1 / 3600, 'lifetime time charging below the min charging temperature', {
-    passport: 'temperatureInformation.timeExtremeLowTempCharging',
+    passport: 'TimeExtremeLowTempCharging',
   }),
   f(27, 'certifiedEnergy', 'uint', false, 0, 1000, '‰', '%', 0.1, 'state of certified energy (EV batteries)', {
-    passport: 'stateOfCertifiedEnergy',
+    passport: 'StateOfCertifiedEnergy',
   }),
-  f(28, 'remainingEnergy', 'uint', false, 0, U32, 'Wh', 'kWh', 0.001, 'remaining energy', { passport: 'remainingEnergy' }),
+  f(28, 'remainingEnergy', 'uint', false, 0, U32, 'Wh', 'kWh', 0.001, 'remaining energy', { passport: 'RemainingEnergy' }),
 ]);
 
 /** Field lookup by camelCase name. */
