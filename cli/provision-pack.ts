@@ -1,16 +1,17 @@
 /**
  * `packchain provision pack` and `packchain provision line` (docs/provisioning.md): what the line
- * technician runs. `pack` provisions the one pack on --port and prints one label line —
+ * technician runs. `pack` provisions the one pack on --port (serial) or --ble (an address, through
+ * BlueZ on the system bus or --bus-address) and prints one label line —
  * `PASS  <serial>  <alg>  key <fingerprint>  cert <serial>` or `FAIL <serial> <CODE>: <reason>` —
  * plus, for a FAIL, what to do next on stderr; its exit status names the failure (EXIT_CODES), so a
  * line script or PLC can branch without parsing text. `line` watches a port glob and provisions
- * every newly connected pack concurrently with one live line per port, until --count or Ctrl-C
+ * every newly connected serial pack concurrently with one live line per port (serial only), until --count or Ctrl-C
  * (attempts in flight finish first), then prints a summary; exit 0 if every pack passed, else 3.
  * Both first resolve attempts a crashed station left PENDING (certificate revoked, FAIL recorded).
  */
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ATTEMPT_STEPS, type AttemptOutcome, LineScreen, type PackFailureCode, ProvisioningError, provisionPack, type ProvisionPackOptions, Registry, REGISTRY_FILE, resolvePending, runLine, serialsFromFile, serialsFromPattern, StationCa } from '../provisioning/index.js';
+import { ATTEMPT_STEPS, type AttemptOutcome, type BleTarget, LineScreen, type PackFailureCode, ProvisioningError, provisionPack, type ProvisionPackOptions, Registry, REGISTRY_FILE, resolvePending, runLine, serialsFromFile, serialsFromPattern, StationCa } from '../provisioning/index.js';
 import { linePassphrase, operatorName, runProvisionAction, stationDir, stationName, stationOptions, type StationCliOptions } from './provision-common.js';
 
 /** What the technician does about each failure (docs/provisioning.md "When a pack fails"). */
@@ -25,6 +26,13 @@ export const NEXT_STEP: Readonly<Record<PackFailureCode, string>> = {
   KEY_IN_USE: 'set the pack aside: its key already belongs to another pack (cloned or replayed key); report it',
   DEVICE_LOST: 'reconnect the pack and run again; anything issued in this attempt has been revoked',
   DEVICE_ERROR: 'run again once; if it fails the same way, set the pack aside for engineering',
+};
+
+/** Where a BLE pack's next step differs from a serial one's. */
+export const NEXT_STEP_BLE: Readonly<Partial<Record<PackFailureCode, string>>> = {
+  NO_DEVICE: 'check the pack is powered, in range and advertising, the --ble address (bluetoothctl devices) and that Bluetooth is on, then run again',
+  NO_ANSWER: 'check the pack is powered and has booted; move it closer to the station and run again',
+  DEVICE_LOST: 'keep the pack close to the station and run again; anything issued in this attempt has been revoked',
 };
 
 interface AttemptCliOptions extends StationCliOptions {
@@ -98,18 +106,25 @@ function outcomeJson(r: AttemptOutcome): Record<string, unknown> {
 
 function registerPack(provision: Command): void {
   attemptOptions(provision.command('pack').description('provision the pack on one serial port: key on the pack, certificate, self-test, label line'))
-    .requiredOption('--port <path>', 'serial port of the pack (e.g. /dev/serial/by-id/usb-FTDI_…)')
+    .option('--port <path>', 'serial port of the pack (e.g. /dev/serial/by-id/usb-FTDI_…); or --ble')
+    .option('--ble <address>', 'BLE address of the pack (AA:BB:CC:DD:EE:FF); or --port')
+    .option('--bus-address <address>', 'with --ble: D-Bus address of the bus BlueZ is on (default: the system bus)')
+    .option('--adapter <name>', 'with --ble: Bluetooth adapter (default: the first, e.g. hci0)')
+    .option('--connect-timeout-ms <ms>', 'with --ble: finding and connecting to the pack', int('--connect-timeout-ms', 100, 600_000), 15_000)
     .requiredOption('--serial <serial>', 'pack serial to certify (A-Z 0-9 -, 1..32 characters)')
     .option('--force', 're-provision a pack that already holds a certificate (the old one is revoked)')
     .option('--json', 'print the outcome as one JSON document instead of the label line')
     .action(
       runProvisionAction(async (_o: unknown, cmd: Command) => {
-        const o = cmd.optsWithGlobals<AttemptCliOptions & { port: string; serial: string; force?: boolean; json?: boolean }>();
+        const o = cmd.optsWithGlobals<AttemptCliOptions & { port?: string; ble?: string; busAddress?: string; adapter?: string; connectTimeoutMs: number; serial: string; force?: boolean; json?: boolean }>();
+        if ((o.port === undefined) === (o.ble === undefined)) throw new ProvisioningError('USAGE', 'provisioning: give exactly one of --port PATH (serial) or --ble ADDRESS');
+        if (o.ble === undefined && (o.busAddress !== undefined || o.adapter !== undefined)) throw new ProvisioningError('USAGE', 'provisioning: --bus-address and --adapter go with --ble');
+        const ble: BleTarget | undefined = o.ble === undefined ? undefined : { address: o.ble, busAddress: o.busAddress, adapter: o.adapter, connectTimeoutMs: o.connectTimeoutMs };
         const live = process.stderr.isTTY && o.json !== true;
         const outcome = await withStation(o, (ca, registry) =>
           provisionPack({
             ...attemptBase(o, ca, registry),
-            port: o.port,
+            ...(ble === undefined ? { port: o.port ?? '' } : { ble }),
             serial: o.serial,
             force: o.force === true,
             onProgress: (ev) => {
@@ -121,7 +136,7 @@ function registerPack(provision: Command): void {
         if (live) process.stderr.write('\r\x1b[2K');
         if (o.json === true) process.stdout.write(`${JSON.stringify(outcomeJson(outcome), null, 2)}\n`);
         else process.stdout.write(`${outcome.label}\n`);
-        if (outcome.code !== undefined && o.json !== true) process.stderr.write(`next: ${NEXT_STEP[outcome.code]}\n`);
+        if (outcome.code !== undefined && o.json !== true) process.stderr.write(`next: ${(ble === undefined ? undefined : NEXT_STEP_BLE[outcome.code]) ?? NEXT_STEP[outcome.code]}\n`);
         process.exitCode = outcome.exitCode;
       }),
     );

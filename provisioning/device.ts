@@ -1,21 +1,18 @@
 /**
- * The station's serial session with one pack (docs/provisioning.md; docs/protocol.md §4, §5): a
- * port opened with serialport 13, a fresh LineDecoder per open (a line left half-read by a previous
- * connection must not be glued to this one's first line), requests with ids and a per-request
- * timeout, and the pack's answers mapped to ProvisioningError codes the technician can act on. The
- * station is not a gateway: frames the pack streams unprompted are counted and ignored, never
- * acknowledged (an ack would free frames from the pack's resend buffer that no gateway has stored).
- * Line noise is counted, not fatal — the protocol resynchronises at the next LF (§5.3). An unplug
- * shows up only as a `close` event with a DisconnectedError (NOTES.md "serialport 13 over a pty"):
- * from then on every pending and later request fails with DEVICE_LOST.
+ * The station's session with one pack (docs/provisioning.md; docs/protocol.md §4): requests with
+ * ids and a per-request timeout over a PackLink (link.ts: the serial line of serial-link.ts or BLE of
+ * ble-link.ts — the same messages either way), and the pack's answers mapped to ProvisioningError
+ * codes the technician can act on. The station is not a gateway: frames the pack streams unprompted
+ * are counted and ignored, never acknowledged (an ack would free frames from the pack's resend
+ * buffer that no gateway has stored). Noise (bad lines, broken chunks) is counted, not fatal — both
+ * transports resynchronise (§5.3, §6.4). When the link closes (unplug, BLE link loss), every pending
+ * and later request fails with DEVICE_LOST.
  */
 import { randomInt } from 'node:crypto';
-import { SerialPort } from 'serialport';
 import {
-  encodeLine,
-  LineDecoder,
   parseResult,
   requestMessage,
+  type DecodeEvent,
   type HelloInfo,
   type Message,
   type OpResult,
@@ -25,13 +22,11 @@ import {
   type ResponseMessage,
 } from '../protocol/index.js';
 import { ProvisioningError, type PackFailureCode } from './errors.js';
+import type { PackLink } from './link.js';
+import { SerialLink, type SerialLinkOptions } from './serial-link.js';
 
-export interface PackSessionOptions {
-  /** The port path (a tty, a pty link, a /dev/serial/by-id link). */
-  readonly path: string;
-  /** Line rate (default 115200; no effect on a pty). */
-  readonly baudRate?: number;
-}
+/** Opening a pack on a serial port (PackSession.open). */
+export type PackSessionOptions = SerialLinkOptions;
 
 export interface CallOptions {
   /** How long to wait for the response. */
@@ -45,7 +40,7 @@ export interface PackSessionStats {
   bytesIn: number;
   /** Messages decoded (any type). */
   messages: number;
-  /** Lines that failed to decode, by protocol code (LINE_CRC, LINE_GARBAGE, MSG_MALFORMED, ...). */
+  /** Lines (serial) or chunks and messages (BLE) that failed to decode, by protocol code (LINE_CRC, BLE_SEQUENCE, MSG_MALFORMED, ...). */
   lineErrors: Partial<Record<ProtocolErrorCode, number>>;
   lineErrorCount: number;
   /** Signed frames the pack streamed on its own: ignored, never acknowledged. */
@@ -74,73 +69,49 @@ const MAX_ID = 0xffffffff;
 /** How often identify() repeats its hello while the pack is silent (a pack still booting, a garbled first line). */
 const HELLO_RETRY_MS = 500;
 
-function errnoOf(e: unknown): string {
-  const err = e as NodeJS.ErrnoException | undefined;
-  return err?.code ?? (e instanceof Error ? e.message : String(e));
-}
-
 export class PackSession {
   readonly stats: PackSessionStats = {
     bytesIn: 0, messages: 0, lineErrors: {}, lineErrorCount: 0, framesIgnored: 0, helloNotices: 0, errorNotices: 0, strayResponses: 0, unexpected: 0,
   };
   /** The last unprompted hello the pack sent, if any. */
   lastHelloNotice: HelloInfo | undefined;
-  private readonly decoder = new LineDecoder();
+  /** The link's name (port path or `ble:ADDRESS`): messages start with it. */
+  readonly path: string;
   private readonly pending = new Map<number, Pending>();
   private nextId = randomInt(1, 0x7fffffff);
   private lostError: ProvisioningError | undefined;
   private closing: Promise<void> | undefined;
 
-  private constructor(
-    readonly path: string,
-    private readonly port: SerialPort,
-  ) {
-    port.on('data', (chunk: Buffer) => {
-      this.onData(chunk);
-    });
-    port.on('close', (err?: Error & { disconnected?: boolean }) => {
-      const why = err?.disconnected === true ? 'the port disconnected (pack unplugged?)' : 'the port closed';
-      this.lose(new ProvisioningError('DEVICE_LOST', `provisioning: ${path}: ${why} during the attempt`, err ? { cause: err } : undefined));
-    });
-    // serialport emits 'error' for failures without a callback; an unhandled one would crash the station.
-    port.on('error', (err: Error) => {
-      this.lose(new ProvisioningError('DEVICE_LOST', `provisioning: ${path}: port error: ${err.message}`, { cause: err }));
+  /** A session over an open link (it attaches to the link; one session per link). */
+  constructor(private readonly link: PackLink) {
+    this.path = link.name;
+    link.attach({
+      received: (bytes, events) => {
+        this.onReceived(bytes, events);
+      },
+      closed: (err) => {
+        this.lose(err);
+      },
     });
   }
 
   /**
-   * Opens the port. Throws ProvisioningError NO_DEVICE when it cannot be opened (no such path,
-   * permission denied, not a tty, locked by another program), naming the path and the reason.
+   * Opens the pack on a serial port. Throws ProvisioningError NO_DEVICE when it cannot be opened
+   * (no such path, permission denied, not a tty, locked by another program), naming the path and
+   * the reason.
    */
   static async open(opts: PackSessionOptions): Promise<PackSession> {
-    let port: SerialPort;
-    try {
-      port = new SerialPort({ path: opts.path, baudRate: opts.baudRate ?? 115_200, autoOpen: false });
-    } catch (e) {
-      throw new ProvisioningError('NO_DEVICE', `provisioning: cannot open ${opts.path}: ${errnoOf(e)}`, { cause: e });
-    }
-    await new Promise<void>((resolve, reject) => {
-      port.open((err) => {
-        if (!err) {
-          resolve();
-          return;
-        }
-        // serialport says "Error: No such file or directory, cannot open /dev/x": keep the reason.
-        const why = err.message.replace(/^Error:\s*/, '').replace(/,\s*cannot open .*$/s, '');
-        reject(new ProvisioningError('NO_DEVICE', `provisioning: cannot open ${opts.path}: ${why} (expected a serial port)`, { cause: err }));
-      });
-    });
-    return new PackSession(opts.path, port);
+    return new PackSession(await SerialLink.open(opts));
   }
 
-  /** True once the port closed or failed; every request then fails with DEVICE_LOST. */
+  /** True once the link closed or failed; every request then fails with DEVICE_LOST. */
   get lost(): boolean {
     return this.lostError !== undefined;
   }
 
   /**
    * Sends one request and waits for the response with its id, whatever its status. Throws
-   * ProvisioningError DEVICE_LOST (port closed or unplugged, before or while waiting; a write
+   * ProvisioningError DEVICE_LOST (link closed, unplugged or lost, before or while waiting; a write
    * failure) or `timeoutCode` when no response arrives in time.
    */
   request(call: RequestCall, opts: CallOptions): Promise<ResponseMessage> {
@@ -167,18 +138,12 @@ export class PackSession {
     return r.hello;
   }
 
-  /** Closes the port; pending requests fail with DEVICE_LOST. Idempotent; never throws. */
+  /** Closes the link; pending requests fail with DEVICE_LOST. Idempotent; never throws. */
   close(): Promise<void> {
-    this.closing ??= new Promise<void>((resolve) => {
+    this.closing ??= (async () => {
       this.lose(new ProvisioningError('DEVICE_LOST', `provisioning: ${this.path}: session closed`));
-      if (!this.port.isOpen) {
-        resolve();
-        return;
-      }
-      this.port.close(() => {
-        resolve();
-      });
-    });
+      await this.link.close();
+    })();
     return this.closing;
   }
 
@@ -218,8 +183,9 @@ export class PackSession {
         this.nextId = this.nextId >= MAX_ID ? 1 : this.nextId + 1;
         ids.push(id);
         this.pending.set(id, entry);
-        this.port.write(Buffer.from(encodeLine(requestMessage(id, call))), (err) => {
-          if (err) this.lose(new ProvisioningError('DEVICE_LOST', `provisioning: ${this.path}: write failed: ${err.message}`, { cause: err }));
+        // A failed write closes the link, which fails this request (and every other) with DEVICE_LOST.
+        this.link.send(requestMessage(id, call)).catch((e: unknown) => {
+          this.lose(e instanceof ProvisioningError ? e : new ProvisioningError('DEVICE_LOST', `provisioning: ${this.path}: write failed`, { cause: e }));
         });
       };
       send();
@@ -248,9 +214,9 @@ export class PackSession {
     for (const p of entries) p.reject(this.lostError);
   }
 
-  private onData(chunk: Buffer): void {
-    this.stats.bytesIn += chunk.length;
-    for (const ev of this.decoder.push(chunk)) {
+  private onReceived(bytes: number, events: readonly DecodeEvent[]): void {
+    this.stats.bytesIn += bytes;
+    for (const ev of events) {
       if (ev.kind === 'error') {
         this.stats.lineErrorCount++;
         this.stats.lineErrors[ev.error.code] = (this.stats.lineErrors[ev.error.code] ?? 0) + 1;

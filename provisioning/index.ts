@@ -1,7 +1,7 @@
 /**
  * provisioning: public surface of the module (STYLE.md habit 1) — the line technician's station: the
  * factory root and line CAs with keys encrypted at rest, the registry of every attempt, revocation and
- * CRLs, the trust bundle export, and the pack attempt over the serial line. It imports only protocol/
+ * CRLs, the trust bundle export, and the pack attempt over the serial line or BLE. It imports only protocol/
  * through protocol/index.js, never another module.
  */
 export { EXIT_CODES, EXIT_LINE_FAILURES, isProvisioningError, ProvisioningError, type PackFailureCode, type ProvisioningErrorCode, type StationErrorCode } from './errors.js';
@@ -24,6 +24,9 @@ export { KEY_PBKDF2_ITERATIONS, writeFileAtomic } from './ca-keys.js';
 export { Registry, REGISTRY_FILE, scanDataFile, type AttemptRecord, type AttemptResult, type CertStatus, type RegistryOpenOptions } from './registry.js';
 export { parseRevocationReason, REVOCATION_REASONS, revokeCertificate, revokeSerial, type RevocationReason, type RevocationResult } from './revoke.js';
 export { PackSession, type CallOptions, type PackSessionOptions, type PackSessionStats, type ResultOf } from './device.js';
+export { LinkEvents, type PackLink, type PackLinkEvents } from './link.js';
+export { SerialLink, type SerialLinkOptions } from './serial-link.js';
+export { BleLink, bleLinkName, checkBleAddress, chunkSizeForMtu, DEFAULT_BLE_CONNECT_TIMEOUT_MS, type BleLinkOptions } from './ble-link.js';
 export { checkSelfTest, CRITICAL_ALARMS, PLAUSIBLE, SELFTEST_CHECKS, type SelfTestCheck, type SelfTestExpected, type SelfTestResult } from './selftest.js';
 export {
   ATTEMPT_STEPS,
@@ -36,6 +39,7 @@ export {
   shortFingerprint,
   type AttemptOutcome,
   type AttemptStep,
+  type BleTarget,
   type ProgressEvent,
   type ProvisionPackOptions,
 } from './station.js';

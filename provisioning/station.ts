@@ -1,6 +1,7 @@
 /**
  * One pack attempt at the provisioning station (issue 5 item 2; docs/provisioning.md "What the
- * station does"): open the port → identify (hello) → existing identity → registry checks → on-device
+ * station does"), the same over a serial port or BLE (issue 8 item 1; the link is all that differs,
+ * link.ts): open the port or BLE connection → identify (hello) → existing identity → registry checks → on-device
  * keygen → proof of possession (docs/protocol.md §4.7) → issue the X.509 certificate → write the
  * chain → end-to-end self-test → record PASS. Every attempt is a registry record from its first
  * step, so nothing is half-done: a failure before the certificate is issued leaves no certificate; a
@@ -27,11 +28,13 @@ import {
   type SignatureAlg,
 } from '../protocol/index.js';
 import type { IssuedDevice, StationCa } from './ca.js';
+import { BleLink, bleLinkName, checkBleAddress } from './ble-link.js';
 import { PackSession } from './device.js';
 import { EXIT_CODES, ProvisioningError, type PackFailureCode, type ProvisioningErrorCode } from './errors.js';
 import type { AttemptRecord, Registry } from './registry.js';
 import { revokeCertificate } from './revoke.js';
 import { checkSelfTest } from './selftest.js';
+import { SerialLink } from './serial-link.js';
 
 /** The steps of an attempt, in order; a failure records the step it happened in. */
 export const ATTEMPT_STEPS = ['open', 'identify', 'existing', 'registry', 'keygen', 'prove', 'issue', 'setchain', 'selftest', 'record'] as const;
@@ -43,11 +46,28 @@ export interface ProgressEvent {
   readonly step: AttemptStep;
 }
 
+/** Options with the link named: `port` is the serial path or `ble:ADDRESS`. */
+type Located = ProvisionPackOptions & { readonly port: string };
+
+/** A pack reached over BLE (docs/protocol.md §6). */
+export interface BleTarget {
+  /** Device address `AA:BB:CC:DD:EE:FF`. */
+  readonly address: string;
+  /** D-Bus address of the bus BlueZ is on; default the system bus. */
+  readonly busAddress?: string | undefined;
+  /** BlueZ adapter (`hci0`); default the first one. */
+  readonly adapter?: string | undefined;
+  /** Finding, connecting and subscribing, in all (default 15000 ms). */
+  readonly connectTimeoutMs?: number | undefined;
+}
+
 export interface ProvisionPackOptions {
   readonly ca: StationCa;
   readonly registry: Registry;
-  /** Serial port path of the pack. */
-  readonly port: string;
+  /** Serial port path of the pack (exactly one of `port` and `ble`). */
+  readonly port?: string;
+  /** The pack's BLE address and how to reach BlueZ (exactly one of `port` and `ble`); recorded as port `ble:ADDRESS`. */
+  readonly ble?: BleTarget;
   /** Pack serial to certify (frame serial rules: `^[A-Z0-9][A-Z0-9-]{0,31}$`, docs/protocol.md §2.1.3). */
   readonly serial: string;
   /** Model written into the certificate (OU); default: the model the pack reports. */
@@ -76,6 +96,7 @@ export interface AttemptOutcome {
   readonly reason?: string;
   readonly step?: AttemptStep;
   readonly serial: string;
+  /** The serial port path or `ble:ADDRESS`. */
   readonly port: string;
   readonly keyFingerprint?: string;
   readonly certSerialHex?: string;
@@ -139,13 +160,22 @@ interface Attempt {
   fingerprint: string | undefined;
 }
 
+/** The link's name for records and messages. Throws USAGE unless exactly one of port / ble is given, or for a malformed BLE address. */
+function locate(o: ProvisionPackOptions): Located {
+  if ((o.port === undefined) === (o.ble === undefined)) throw new ProvisioningError('USAGE', 'provisioning: give exactly one of a serial port or a BLE address');
+  if (o.ble !== undefined) return { ...o, port: bleLinkName(checkBleAddress(o.ble.address)) };
+  return { ...o, port: o.port ?? '' };
+}
+
 /**
- * Runs one attempt on `port` and records it. Resolves with PASS or FAIL (a pack failure is an
- * outcome, not an exception). Throws ProvisioningError USAGE for a bad serial or option before
- * anything is recorded; REGISTRY, CA_CORRUPT and other station errors propagate after the attempt
- * is recorded FAIL as far as the registry allows (the issued certificate, if any, is revoked first).
+ * Runs one attempt on the pack at `port` or `ble` and records it. Resolves with PASS or FAIL (a pack
+ * failure is an outcome, not an exception). Throws ProvisioningError USAGE for a bad serial, BLE
+ * address or option before anything is recorded; REGISTRY, CA_CORRUPT and other station errors
+ * propagate after the attempt is recorded FAIL as far as the registry allows (the issued
+ * certificate, if any, is revoked first).
  */
-export async function provisionPack(o: ProvisionPackOptions): Promise<AttemptOutcome> {
+export async function provisionPack(opts: ProvisionPackOptions): Promise<AttemptOutcome> {
+  const o = locate(opts);
   checkPackSerial(o.serial);
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const keygenTimeoutMs = o.keygenTimeoutMs ?? DEFAULT_KEYGEN_TIMEOUT_MS;
@@ -167,7 +197,8 @@ export async function provisionPack(o: ProvisionPackOptions): Promise<AttemptOut
   let session: PackSession | undefined;
   try {
     await step('open');
-    session = await PackSession.open({ path: o.port, ...(o.baudRate === undefined ? {} : { baudRate: o.baudRate }) });
+    const link = o.ble === undefined ? await SerialLink.open({ path: o.port, ...(o.baudRate === undefined ? {} : { baudRate: o.baudRate }) }) : await BleLink.open(o.ble);
+    session = new PackSession(link);
     await step('identify');
     const hello = await session.identify(timeoutMs);
     const accept = o.acceptFirmware ?? DEFAULT_ACCEPT_FIRMWARE;
@@ -288,7 +319,7 @@ function keyInUse(fingerprint: string, holder: AttemptRecord): never {
  * attempts that failed (revoked or not PASS), which a retry simply replaces. With --force, returns
  * the record whose active certificate is to be superseded (undefined for a foreign certificate).
  */
-async function existingIdentity(o: ProvisionPackOptions, a: Attempt, hello: HelloInfo): Promise<AttemptRecord | undefined> {
+async function existingIdentity(o: Located, a: Attempt, hello: HelloInfo): Promise<AttemptRecord | undefined> {
   const leaf = hello.chain[0];
   if (leaf === undefined) return undefined;
   const prev = await o.registry.byCertSha256(toHex(sha256(leaf)));
@@ -311,7 +342,7 @@ function asError(x: unknown): Error {
 }
 
 /** The failure path: revoke an issued certificate, record FAIL, and return (pack failure) or rethrow. */
-async function failAttempt(o: ProvisionPackOptions, a: Attempt, e: unknown, started: number, now: () => Date): Promise<AttemptOutcome> {
+async function failAttempt(o: Located, a: Attempt, e: unknown, started: number, now: () => Date): Promise<AttemptOutcome> {
   const known = e instanceof ProvisioningError;
   const code = known && isPackFailure(e.code) ? e.code : undefined;
   // The outcome names the port; the reason need not repeat it.
