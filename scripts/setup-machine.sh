@@ -2,10 +2,12 @@
 # Installs the Debian packages packchain's tests and demo use, if missing (idempotent, needs root).
 # openssl: the tests run the real `openssl verify` / `openssl crl` on issued certificates and CRLs.
 # socat: pty pairs for simulated serial BMUs.
+# chromium: the web page's tests drive Debian's headless Chromium with playwright-core (ledger/web).
 set -euo pipefail
 need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v socat >/dev/null || need+=(socat)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "setup-machine: please install: ${need[*]}" >&2; exit 1; fi
   apt-get update -qq
