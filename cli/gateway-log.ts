@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { isProtocolError, parseVerifierKey, verifyProofBundle, type NoteVerifier, type TrustStore } from '../protocol/index.js';
-import { CertStore, formatHistory, type GatewayConfig, GatewayError, type HistoryFormat, historyRows, loadConfig, loadKeyFile, loadTrustBundle, loadVerifierKey, LogStore, parseFields, proveFrame, verifyLog, type VerifyLogReport } from '../gateway/index.js';
+import { CertStore, formatHistory, type GatewayConfig, GatewayError, type HistoryFormat, historyRows, loadConfig, loadKeyFile, loadTrustBundle, loadVerifierKey, LogStore, parseFields, proveFrame, readCosigned, verifyLog, type VerifyLogReport } from '../gateway/index.js';
 import { configOption, configPath, runGatewayAction, type ConfigOption } from './gateway.js';
 
 export const EXIT_FAILED = 1;
@@ -143,13 +143,15 @@ function registerProve(gateway: Command): void {
     .option('--out <file>', 'write the bundle here (default: stdout)')
     .action(
       runGatewayAction(async (pack: string, counter: number, o: ProveCliOptions) => {
-        const { store, certs } = await openLog(await loadConfig(configPath(o)));
+        const config = await loadConfig(configPath(o));
+        const { store, certs } = await openLog(config);
         try {
-          const p = await proveFrame(store, certs, pack, counter);
+          const cosigned = await readCosigned(config.dataDir, store.origin, await gatewayVerifier(config, undefined));
+          const p = await proveFrame(store, certs, pack, counter, cosigned);
           if (o.out === undefined) out(p.bundle);
           else {
             await writeFile(o.out, p.bundle, { mode: 0o644 });
-            process.stderr.write(`wrote ${o.out}: ${pack} #${counter}, entry ${p.index}, checkpoint of size ${p.checkpointSize}\n`);
+            process.stderr.write(`wrote ${o.out}: ${pack} #${counter}, entry ${p.index}, checkpoint of size ${p.checkpointSize}${p.witnessed ? ', cosigned by the ledger' : ''}\n`);
           }
         } finally {
           await store.close();
@@ -161,6 +163,7 @@ function registerProve(gateway: Command): void {
 interface VerifyProofCliOptions {
   trust: string;
   gatewayKey: string[];
+  witnessKey: string[];
   json?: boolean;
 }
 
@@ -168,11 +171,13 @@ function registerVerifyProof(gateway: Command): void {
   usageExit(gateway.command('verify-proof').description('check a proof bundle offline against the factory trust bundle and a gateway verifier key; exit 0 valid, 1 invalid, 2 usage').argument('<file>', 'the .tlog-proof file'))
     .requiredOption('--trust <bundle>', 'trust bundle file (packchain provision export)')
     .option('--gateway-key <key>', "a trusted gateway's verifier key text, or a file holding it (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--witness-key <key>', "a witness's (the ledger's) verifier key text or file; the bundle must then carry its cosignature (repeatable: every one must have cosigned)", (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--json', 'print the result as JSON')
     .action(
       runGatewayAction(async (file: string, o: VerifyProofCliOptions) => {
         if (o.gatewayKey.length === 0) throw new GatewayError('USAGE', 'gateway: verify-proof: expected at least one --gateway-key (the verifier key `gateway init` printed)');
         const logs = await Promise.all(o.gatewayKey.map((k) => loadVerifierKey(k)));
+        const witnesses = await Promise.all(o.witnessKey.map((k) => loadVerifierKey(k)));
         const trust = await loadTrustBundle(o.trust);
         let text: string;
         try {
@@ -182,7 +187,7 @@ function registerVerifyProof(gateway: Command): void {
         }
         let v;
         try {
-          v = verifyProofBundle(text, { trust, logs });
+          v = verifyProofBundle(text, { trust, logs, witnesses, requiredWitnesses: witnesses.length });
         } catch (e) {
           if (!isProtocolError(e)) throw e;
           throw new GatewayError('PROOF_INVALID', `gateway: verify-proof: ${file}: INVALID: ${e.code}: ${e.message}`, { cause: e });
@@ -198,6 +203,7 @@ function registerVerifyProof(gateway: Command): void {
           origin: v.origin,
           index: v.index,
           checkpointSize: v.treeSize,
+          witnesses: v.witnesses.map((w) => ({ name: w.name, cosignedAt: w.timestamp === undefined ? null : new Date(w.timestamp * 1000).toISOString() })),
           certificate: v.device.issuerChain.map((i) => i.subject),
           fields: { socPct: f.soc / 10, sohPct: f.soh / 10, voltageV: f.voltage / 1000, currentA: f.current / 1000, tempMinC: f.tempMin / 10, tempMaxC: f.tempMax / 10, cycles: f.cycles, alarms: f.alarms },
         };
@@ -211,6 +217,7 @@ function registerVerifyProof(gateway: Command): void {
             `  signed by the pack's certified key (issuers: ${summary.certificate.join(' <- ')})`,
             `  received ${summary.receivedAt} via ${v.leaf.source}; device time ${summary.deviceTime}`,
             `  logged by ${v.origin} at index ${v.index}, in its signed checkpoint of size ${v.treeSize}`,
+            ...summary.witnesses.map((w) => `  witnessed by ${w.name}${w.cosignedAt === null ? '' : ` at ${w.cosignedAt}`}`),
             `  SoC ${summary.fields.socPct} %  SoH ${summary.fields.sohPct} %  ${summary.fields.voltageV} V  ${summary.fields.currentA} A  ${summary.fields.tempMinC}..${summary.fields.tempMaxC} °C  cycles ${f.cycles}  alarms ${f.alarms}`,
             '',
           ].join('\n'),

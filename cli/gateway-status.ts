@@ -46,6 +46,22 @@ export function quantile(h: HistogramSnapshot, q: number): string {
   return `≤ ${fmt(h.bounds[i] ?? 0)}`;
 }
 
+function syncLine(s: StatusSnapshot): string {
+  const y = s.sync;
+  const now = s.gateway.now;
+  const parts = [
+    clean(y.url ?? ''),
+    `synced ${n(y.syncedSize)}, lag ${n(y.lagEntries)} entries (oldest ${duration(y.lagSeconds * 1000)})`,
+    y.lastSyncAt === undefined ? 'no successful round yet' : `last success ${duration(now - y.lastSyncAt)} ago`,
+  ];
+  if (y.cosignedSize !== undefined) parts.push(`cosigned ${n(y.cosignedSize)}`);
+  if ((y.consecutiveFailures ?? 0) > 0) {
+    parts.push(`FAILING ×${n(y.consecutiveFailures ?? 0)}${y.nextAttemptAt === undefined ? '' : `, retry in ${duration(y.nextAttemptAt - now)}`}`);
+  }
+  if (y.lastError !== undefined) parts.push(`last error${y.lastErrorAt === undefined ? '' : ` (${duration(now - y.lastErrorAt)} ago)`}: ${clean(y.lastErrorCode ?? '')} ${clean(y.lastError)}`);
+  return parts.join('  ');
+}
+
 function summary(s: StatusSnapshot): string[] {
   const now = s.gateway.now;
   const h = healthOf(s);
@@ -54,7 +70,7 @@ function summary(s: StatusSnapshot): string[] {
     `gateway     ${clean(s.gateway.name)} (${clean(s.gateway.origin)})  v${clean(s.gateway.version)}  pid ${s.gateway.pid}  up ${duration(now - s.gateway.startedAt)}  ${h.ok ? 'healthy' : `UNHEALTHY: ${h.reasons.map(clean).join('; ')}`}`,
     `log         ${n(st.size)} entries (first ${n(st.firstIndex)})  ${size(st.usageBytes)} of ${size(st.quotaBytes)} (${Math.round((100 * st.usageBytes) / Math.max(1, st.quotaBytes))}%)  commits ${n(st.commits)}${st.commitLatency === undefined ? '' : `  commit p50 ${quantile(st.commitLatency, 0.5)}, p99 ${quantile(st.commitLatency, 0.99)}`}${st.quotaRejects > 0 ? `  quota rejects ${n(st.quotaRejects)}` : ''}${st.ioErrors > 0 ? `  I/O errors ${n(st.ioErrors)}` : ''}`,
     `checkpoint  ${st.checkpoint === undefined ? 'none yet' : `${n(st.checkpoint.size)} entries, signed ${duration(now - st.checkpoint.signedAt)} ago`}`,
-    `sync        ${s.sync.enabled ? `${clean(s.sync.url ?? '')}  synced ${n(s.sync.syncedSize)}, lag ${n(s.sync.lagEntries)} entries (${duration(s.sync.lagSeconds * 1000)})${s.sync.lastError === undefined ? '' : `  last error: ${clean(s.sync.lastError)}`}` : `off (no upstream.url)  ${n(s.sync.lagEntries)} entries not synced`}`,
+    `sync        ${s.sync.enabled ? syncLine(s) : `off (no upstream.url)  ${n(s.sync.lagEntries)} entries not synced`}`,
     `ingest      ${s.ingest.running ? '' : 'NOT RUNNING  '}stored ${n(s.ingest.stored)}  duplicates ${n(s.ingest.duplicates)}  in flight ${n(s.ingest.inFlight)}  rejects ${n(s.ingest.quarantine.total)} (security ${n(s.ingest.quarantine.security)})  sessions ${s.ingest.sessions} (${s.ingest.verifiedSessions} verified)  verify workers ${s.ingest.verify.workers}, queue ${n(s.ingest.verify.queued)}`,
     `mqtt        ${s.mqtt.enabled ? `${s.mqtt.connected ? 'connected' : 'NOT CONNECTED'}  published ${n(s.mqtt.published)}  dropped ${n(Object.values(s.mqtt.dropped).reduce((a, b) => a + b, 0))}  packs ${s.mqtt.packs}${s.mqtt.lastError === undefined ? '' : `  last error: ${clean(s.mqtt.lastError)}`}` : 'off'}`,
   ];

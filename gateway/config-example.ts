@@ -77,7 +77,12 @@ upstream:               # sync to the ledger
   url: null             # e.g. "https://ledger.example.com"; null: no sync
   intervalMs: 5000
   timeoutMs: 30000
-  maxBatchEntries: 4096
+  maxBatchEntries: 4096 # at most 8192 (the protocol's cap)
+  maxBatchBytes: 4MiB   # upload body size (≤ 12MiB)
+  maxInFlightBatches: 2 # batches read ahead or on the wire at once
+  backoffBaseMs: 1000   # retry after a failure within [0, base·2^(n-1)) ms (full jitter) ...
+  backoffMaxMs: 300000  # ... capped here
+  witnessKey: null      # the ledger's witness key (packchain ledger init prints it): checks its cosignatures
 
 http:
   listen: "127.0.0.1:9464"   # /healthz, /metrics, /status; null: off. No authentication: keep it local

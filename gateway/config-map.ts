@@ -1,14 +1,14 @@
 /**
  * From a validated GatewayConfig to the option objects of the parts the daemon starts: the serial
  * and BLE transports, the log store and its checkpoint policy, the ingest pipeline and the MQTT
- * publisher. One place maps config names to option names (log.groupCommit.maxEntries →
+ * publisher and the sync client. One place maps config names to option names (log.groupCommit.maxEntries →
  * maxBatchEntries, ingest.workers "auto" → the pool's default), and the compiler checks the result
  * against each part's own option type, so a renamed option breaks the build rather than a start.
  * The parts validate their options again; config.ts keeps its ranges inside theirs (config-map.test.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { gatewayOrigin } from '../protocol/index.js';
+import { gatewayOrigin, parseVerifierKey } from '../protocol/index.js';
 import type { GatewayConfig } from './config.js';
 import { GatewayError } from './errors.js';
 import type { PipelineOptions } from './ingest/pipeline.js';
@@ -16,6 +16,7 @@ import type { Logger } from './ops/logger.js';
 import type { MqttPublisherOptions } from './ops/mqtt.js';
 import type { CheckpointPolicy } from './store/checkpoints.js';
 import type { LogStoreOptions } from './store/open.js';
+import type { SyncClientOptions } from './sync/client.js';
 import type { BleTransportOptions } from './transport/ble.js';
 import type { SerialTransportOptions } from './transport/serial.js';
 
@@ -94,5 +95,25 @@ export async function mqttPublisherOptions(c: GatewayConfig, o: { version: strin
     clientId: m.clientId,
     version: o.version,
     ...(o.logger === undefined ? {} : { logger: o.logger }),
+  };
+}
+
+/**
+ * Sync client options but the parts the daemon owns (store, chains, signer, logger, clock), or
+ * undefined when upstream.url is null (no sync). The backoff base is capped by the max.
+ */
+export function syncClientOptions(c: GatewayConfig): Omit<SyncClientOptions, 'store' | 'chains' | 'signer' | 'logger' | 'now'> | undefined {
+  const u = c.upstream;
+  if (u.url === null) return undefined;
+  return {
+    url: u.url,
+    dataDir: c.dataDir,
+    intervalMs: u.intervalMs,
+    timeoutMs: u.timeoutMs,
+    maxBatchEntries: u.maxBatchEntries,
+    maxBatchBytes: u.maxBatchBytes,
+    maxInFlightBatches: u.maxInFlightBatches,
+    backoff: { baseMs: Math.min(u.backoffBaseMs, u.backoffMaxMs), maxMs: u.backoffMaxMs },
+    ...(u.witnessKey === null ? {} : { witness: parseVerifierKey(u.witnessKey) }),
   };
 }

@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, type Node } from 'yaml';
-import { gatewayOrigin } from '../protocol/index.js';
+import { gatewayOrigin, parseVerifierKey } from '../protocol/index.js';
 import { GatewayError } from './errors.js';
 import { bool, bytes, custom, describeSchema, int, INVALID, list, nullable, obj, oneOf, pathText, str, type Problem, type ReferenceRow, type Spec } from './config-schema.js';
 
@@ -71,12 +71,19 @@ export interface IngestConfig {
   readonly clockSkewToleranceMs: number;
 }
 
-/** The sync client to the upstream ledger (issue 7): validated now, used once sync exists. */
+/** The sync client to the upstream ledger (gateway/sync/, issue 7). */
 export interface UpstreamConfig {
   readonly url: string | null;
   readonly intervalMs: number;
   readonly timeoutMs: number;
+  /** Clamped to protocol MAX_UPLOAD_ENTRIES (8192) by the client. */
   readonly maxBatchEntries: number;
+  readonly maxBatchBytes: number;
+  readonly maxInFlightBatches: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  /** The ledger's witness verifier key (C2SP vkey); null: cosignatures are kept without checking the witness key. */
+  readonly witnessKey: string | null;
 }
 
 export interface ListenAddress {
@@ -144,6 +151,16 @@ const listen = custom<ListenAddress>('"host:port" (e.g. "127.0.0.1:9464", "[::1]
   const port = Number(m?.[3]);
   const host = m?.[1] ?? m?.[2];
   return host !== undefined && port <= 65_535 ? { host, port } : undefined;
+});
+
+const witnessKey = custom('a C2SP verifier key <name>+<8 hex>+<base64> (what `packchain ledger init` prints)', (v) => {
+  if (typeof v !== 'string') return undefined;
+  try {
+    parseVerifierKey(v.trim());
+    return v.trim();
+  } catch {
+    return undefined;
+  }
 });
 
 /**
@@ -270,7 +287,12 @@ export const CONFIG_SCHEMA: Spec<GatewayConfig> = obj<GatewayConfig>({
       url: { spec: nullable(url(['https:', 'http:'], 'https://ledger.example.com')), default: null, doc: 'the upstream ledger; null: no sync (the log keeps everything up to the quota)' },
       intervalMs: { spec: int(100, DAY_MS), default: 5000, doc: 'between sync rounds, ms' },
       timeoutMs: { spec: int(100, 600_000), default: 30_000, doc: 'one request, ms' },
-      maxBatchEntries: { spec: int(1, 65_536), default: 4096, doc: 'entries per upload' },
+      maxBatchEntries: { spec: int(1, 65_536), default: 4096, doc: 'entries per upload (at most 8192 are used: the protocol\'s cap)' },
+      maxBatchBytes: { spec: bytes(128 * 1024, 12 * 1024 * 1024), default: '4MiB', doc: 'upload body size' },
+      maxInFlightBatches: { spec: int(1, 16), default: 2, doc: 'batches read ahead or on the wire at once (in-flight bytes ≤ this × maxBatchBytes)' },
+      backoffBaseMs: { spec: int(10, DAY_MS), default: 1000, doc: 'first retry after a failure within [0, this) ms; doubles per failure (full jitter)' },
+      backoffMaxMs: { spec: int(10, DAY_MS), default: 300_000, doc: 'cap of the retry delay, ms' },
+      witnessKey: { spec: nullable(witnessKey), default: null, doc: 'the ledger\'s witness verifier key (`packchain ledger init` prints it); when set, a checkpoint the ledger returns without its valid cosignature is an error (SYNC_WITNESS)' },
     }),
     doc: 'sync to the ledger',
   },
@@ -393,5 +415,12 @@ export function configWarnings(c: GatewayConfig): string[] {
   const host = c.http.listen?.host;
   if (host !== undefined && !/^(127\.\d+\.\d+\.\d+|::1|localhost)$/.test(host)) out.push(`http.listen ${host} is not loopback: /status and /metrics have no authentication`);
   if (c.mqtt.enabled && c.mqtt.username !== null && c.mqtt.passwordFile === null) out.push('mqtt.username is set without mqtt.passwordFile');
+  const up = c.upstream;
+  if (up.url !== null) {
+    if (up.url.startsWith('http:') && !/^http:\/\/(127\.\d+\.\d+\.\d+|\[::1\]|localhost)[:/]/.test(up.url)) out.push(`upstream.url ${up.url} is plain http: requests are signed, but frames travel unencrypted; put TLS in front of the ledger`);
+    if (up.maxBatchEntries > 8192) out.push(`upstream.maxBatchEntries ${up.maxBatchEntries} exceeds the protocol's 8192 entries per upload: 8192 are used`);
+    if (up.backoffBaseMs > up.backoffMaxMs) out.push(`upstream.backoffBaseMs ${up.backoffBaseMs} exceeds upstream.backoffMaxMs ${up.backoffMaxMs}: the cap is used for both`);
+    if (up.witnessKey === null) out.push('upstream.witnessKey is null: the ledger\'s cosignatures are kept without checking whose they are');
+  }
   return out;
 }

@@ -3,8 +3,10 @@
  * validated config — the log store (lock, crash recovery), the trust store, the certificate store,
  * the ingest pipeline behind an instrumented log port, the serial and BLE transports, the
  * checkpoint policy (every N entries or T ms, only when the durable size grew: LogStore never signs
- * beyond it), the ops HTTP endpoint (/healthz, /metrics, /status) and the optional MQTT publisher
- * fed with every durably stored frame. `stop()` shuts down in the order that loses nothing: the
+ * beyond it), the ops HTTP endpoint (/healthz, /metrics, /status), the optional MQTT publisher
+ * fed with every durably stored frame, and the sync client to the upstream ledger when
+ * upstream.url is set (kicked after each new checkpoint). `stop()` shuts down in the order that
+ * loses nothing: the sync loop ends first (it reads the store), then the
  * pipeline stops taking frames while the channels are still open, so frames already verified are
  * appended and acknowledged; then the transports close, a final checkpoint covers the whole log,
  * and the store releases its lock. Timers and handlers never throw: an unexpected error is logged
@@ -14,7 +16,7 @@ import { join } from 'node:path';
 import type { TrustStore } from '../protocol/index.js';
 import { CertStore } from './certs.js';
 import type { GatewayConfig } from './config.js';
-import { bleTransportOptions, checkpointPolicy, logStoreOptions, mqttPublisherOptions, pipelineOptions, serialTransportOptions } from './config-map.js';
+import { bleTransportOptions, checkpointPolicy, logStoreOptions, mqttPublisherOptions, pipelineOptions, serialTransportOptions, syncClientOptions } from './config-map.js';
 import { IngestPipeline } from './ingest/pipeline.js';
 import { logPort } from './ingest/log-port.js';
 import { loadKeyFile, type GatewayKey } from './keys.js';
@@ -27,6 +29,7 @@ import { MqttPublisher } from './ops/mqtt.js';
 import type { StatusSnapshot } from './ops/snapshot.js';
 import type { CheckpointPolicy, StoredCheckpoint } from './store/checkpoints.js';
 import { LogStore } from './store/log-store.js';
+import { SyncClient } from './sync/client.js';
 import { BleTransport } from './transport/ble.js';
 import { SerialTransport } from './transport/serial.js';
 import type { Transport } from './transport/types.js';
@@ -47,6 +50,8 @@ export interface GatewayStartOptions {
   readonly tickMs?: number;
   /** Warn when a CRL's nextUpdate is closer than this (default 7 days). */
   readonly crlWarnMs?: number;
+  /** Sync client: jitter source for its backoff (default Math.random). */
+  readonly syncRandom?: () => number;
 }
 
 /** Counters of the daemon itself (errors it survived). */
@@ -71,6 +76,7 @@ export class Gateway {
   #signedAt: number | undefined;
   #stopping: Promise<void> | undefined;
   #ops: OpsServer | undefined;
+  #sync: SyncClient | undefined;
 
   private constructor(
     readonly config: GatewayConfig,
@@ -151,6 +157,22 @@ export class Gateway {
         await t.start(pipeline.events);
         undo.push(() => t.stop());
       }
+      const syncOptions = syncClientOptions(config);
+      if (syncOptions !== undefined) {
+        const sync = new SyncClient({
+          ...syncOptions,
+          store,
+          chains: (sha) => certs.chain(sha),
+          signer: key.signer,
+          logger,
+          now,
+          ...(options.syncRandom === undefined ? {} : { random: options.syncRandom }),
+        });
+        await sync.start();
+        gw.#sync = sync;
+        undo.push(() => sync.stop());
+        logger.info({ url: syncOptions.url, limits: sync.limits }, `gateway: syncing to ${syncOptions.url}`);
+      }
       gw.#startTimers();
       gw.#checkCrls();
       logger.info({ origin: key.origin, size: store.size, transports: transports.map((t) => t.status().kind) }, 'gateway: running');
@@ -169,6 +191,10 @@ export class Gateway {
   }
   get trust(): TrustStore {
     return this.#trust;
+  }
+  /** The sync client, when upstream.url is set. */
+  get sync(): SyncClient | undefined {
+    return this.#sync;
   }
   /** The ops endpoint's base URL, when it listens. */
   get url(): string | undefined {
@@ -189,7 +215,7 @@ export class Gateway {
       pipeline: this.#pipeline,
       log: this.log,
       latency: this.latency,
-      sync: { url: this.config.upstream.url },
+      sync: { url: this.config.upstream.url, ...(this.#sync === undefined ? {} : { client: this.#sync }) },
       ...(this.mqtt ? { mqtt: this.mqtt } : {}),
     });
   }
@@ -248,6 +274,7 @@ export class Gateway {
         this.logger.error({ err: e }, `gateway: stop: ${what} failed`);
       }
     };
+    await step('stopping the sync loop', async () => this.#sync?.stop());
     const pipeline = this.#pipeline;
     // No new frames; frames already verified are appended and their acks queued while channels are open.
     await step('closing the ingest pipeline', async () => {
@@ -306,6 +333,7 @@ export class Gateway {
 
   #signed(cp: StoredCheckpoint): void {
     this.#signedAt = this.o.now();
+    if (this.#stopping === undefined) this.#sync?.kick();
     this.stats.checkpoints++;
     this.logger.debug({ size: cp.size }, `gateway: checkpoint signed at ${cp.size} entries`);
   }

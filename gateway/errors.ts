@@ -52,7 +52,18 @@ export type DaemonErrorCode =
   | 'PROOF_INVALID' // `gateway verify-proof`: the bundle failed a check (the protocol code is in the message)
   | 'USAGE'; // a command-line argument out of range
 
-export type GatewayErrorCode = StoreErrorCode | TransportErrorCode | IngestErrorCode | ConfigErrorCode | OpsErrorCode | DaemonErrorCode;
+/** The sync client to the upstream ledger (gateway/sync/, docs/gateway.md "Sync to the ledger"). Each is counted and retried with backoff; none stops ingest. */
+export type SyncErrorCode =
+  | 'SYNC_CONFIG' // bad sync options, or a second sync loop on a store that already has one
+  | 'SYNC_UNREACHABLE' // the ledger could not be reached (connection refused or reset, DNS, TLS)
+  | 'SYNC_TIMEOUT' // a request took longer than upstream.timeoutMs
+  | 'SYNC_REFUSED' // the ledger answered with an error status (its code and message are in the message)
+  | 'SYNC_ANSWER' // the ledger's answer is not what the protocol allows (not JSON, a bad field, another origin, an upload that did not advance)
+  | 'SYNC_DIVERGED' // the ledger's view of this log is not this log: a root that differs at its accepted size, or more entries than the log holds
+  | 'SYNC_PRUNED' // the ledger asks for entries this gateway already pruned (the ledger lost data it had acknowledged)
+  | 'SYNC_WITNESS'; // the cosigned checkpoint does not carry a valid cosignature of the configured ledger witness key
+
+export type GatewayErrorCode = StoreErrorCode | TransportErrorCode | IngestErrorCode | ConfigErrorCode | OpsErrorCode | DaemonErrorCode | SyncErrorCode;
 
 export class GatewayError extends Error {
   override readonly name = 'GatewayError';

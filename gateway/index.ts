@@ -4,7 +4,7 @@
  * and operations (logs, /healthz, /metrics, MQTT). It imports only protocol/ through
  * protocol/index.js, never another module.
  */
-export { GatewayError, isGatewayError, type ConfigErrorCode, type DaemonErrorCode, type GatewayErrorCode, type IngestErrorCode, type OpsErrorCode, type StoreErrorCode, type TransportErrorCode } from './errors.js';
+export { GatewayError, isGatewayError, type ConfigErrorCode, type DaemonErrorCode, type GatewayErrorCode, type IngestErrorCode, type OpsErrorCode, type StoreErrorCode, type SyncErrorCode, type TransportErrorCode } from './errors.js';
 
 // Durable log (gateway/store/)
 export { LogStore } from './store/log-store.js';
@@ -53,7 +53,7 @@ export {
 } from './config.js';
 export { referenceTable, type ReferenceRow } from './config-schema.js';
 export { exampleConfig, type ExampleConfigOptions } from './config-example.js';
-export { bleTransportOptions, checkpointPolicy, logStoreOptions, mqttPublisherOptions, pipelineOptions, serialTransportOptions } from './config-map.js';
+export { bleTransportOptions, checkpointPolicy, logStoreOptions, mqttPublisherOptions, pipelineOptions, serialTransportOptions, syncClientOptions } from './config-map.js';
 export { createKeyFile, KEY_FILE_MODE, loadKeyFile, type GatewayKey } from './keys.js';
 export { initGateway, type InitOptions, type InitResult } from './init.js';
 
@@ -64,8 +64,13 @@ export { OpsServer, type OpsServerOptions } from './ops/http.js';
 export { MqttPublisher, type MqttPublisherOptions, type StoredFrame } from './ops/mqtt.js';
 export { instrumentLog, type InstrumentedLog, type LogInstruments } from './ops/instrument.js';
 export { assembleSnapshot, type SnapshotSources } from './ops/assemble.js';
-export { healthOf, type Health, type HistogramSnapshot, type StatusSnapshot } from './ops/snapshot.js';
+export { healthOf, type Health, type HistogramSnapshot, type StatusSnapshot, type SyncCounters, type SyncSnapshot } from './ops/snapshot.js';
 export { checkSnapshot, fetchStatus } from './ops/status-client.js';
+
+// Sync to the upstream ledger (gateway/sync/)
+export { SyncClient, type SyncClientOptions, type SyncClientStatus } from './sync/client.js';
+export { DEFAULT_BACKOFF, backoffDelay, type BackoffPolicy } from './sync/backoff.js';
+export { COSIGNED_FILE, readCosigned, type CosignedCheckpoint } from './sync/cosigned.js';
 
 // The daemon and the log commands (gateway/daemon.ts, certs.ts, trust-file.ts, audit/)
 export { Gateway, type DaemonStats, type GatewayStartOptions } from './daemon.js';

@@ -1,6 +1,7 @@
 /**
  * Builds the StatusSnapshot (snapshot.ts) from the running parts: the LogStore, the transports,
  * the ingest pipeline, the instrumented log port (writability, commit latency), the sync client
+ * (gateway/sync/client.ts status())
  * and the MQTT publisher. The parts are typed structurally (only what is read), so the daemon
  * passes the real objects and tests pass real ones or small stand-ins. Everything is read at call
  * time — one snapshot per /status, /metrics or /healthz request — and copied into plain data.
@@ -10,6 +11,7 @@ import type { LogStore } from '../store/log-store.js';
 import type { Transport } from '../transport/types.js';
 import type { InstrumentedLog } from './instrument.js';
 import type { LatencyHistogram } from './metrics.js';
+import type { SyncClientStatus } from '../sync/client.js';
 import type { MqttSnapshot, StatusSnapshot, SyncSnapshot } from './snapshot.js';
 
 export interface SnapshotSources {
@@ -27,7 +29,7 @@ export interface SnapshotSources {
   readonly pipeline: Pick<IngestPipeline, 'status'> | undefined;
   readonly log?: Pick<InstrumentedLog, 'writable' | 'lastError'>;
   readonly latency?: LatencyHistogram;
-  readonly sync?: { readonly url: string | null; readonly lastSyncAt?: number; readonly lastError?: string };
+  readonly sync?: { readonly url: string | null; readonly client?: { status(): SyncClientStatus } };
   readonly mqtt?: { status(): MqttSnapshot };
 }
 
@@ -46,14 +48,40 @@ function syncOf(src: SnapshotSources, now: number): SyncSnapshot {
     }
   }
   const s = src.sync;
+  const c = s?.client?.status();
+  const opt = <K extends keyof SyncClientStatus>(k: K): Partial<Pick<SyncClientStatus, K>> => (c?.[k] === undefined ? {} : ({ [k]: c[k] } as Partial<Pick<SyncClientStatus, K>>));
   return {
     enabled: s?.url != null,
     url: s?.url ?? null,
     syncedSize: synced,
     lagEntries,
     lagSeconds,
-    ...(s?.lastSyncAt === undefined ? {} : { lastSyncAt: s.lastSyncAt }),
-    ...(s?.lastError === undefined ? {} : { lastError: s.lastError }),
+    ...opt('lastSyncAt'),
+    ...opt('lastError'),
+    ...opt('lastErrorCode'),
+    ...opt('lastErrorAt'),
+    ...opt('nextAttemptAt'),
+    ...opt('ledgerSize'),
+    ...opt('ledgerStaged'),
+    ...opt('cosignedSize'),
+    ...(c === undefined
+      ? {}
+      : {
+          consecutiveFailures: c.consecutiveFailures,
+          counters: {
+            rounds: c.rounds,
+            requests: c.requests,
+            uploads: c.uploads,
+            bytesSent: c.bytesSent,
+            entriesStored: c.entriesStored,
+            entriesDuplicate: c.entriesDuplicate,
+            entriesRejected: c.entriesRejected,
+            checkpointsAccepted: c.checkpointsAccepted,
+            parseErrors: c.parseErrors,
+            missingChains: c.missingChains,
+            errors: c.errors,
+          },
+        }),
   };
 }
 

@@ -206,6 +206,24 @@ export class GatewayMetrics {
     g('sync_synced_entries', 'entries the ledger acknowledged', (s) => s.sync.syncedSize);
     g('sync_lag_entries', 'entries not yet acknowledged by the ledger', (s) => s.sync.lagEntries);
     g('sync_lag_seconds', 'age of the oldest entry not yet acknowledged, seconds', (s) => s.sync.lagSeconds);
+    const sc = (read: (k: NonNullable<StatusSnapshot['sync']['counters']>) => number) => (s: StatusSnapshot): Series => (s.sync.counters === undefined ? [] : read(s.sync.counters));
+    g('sync_consecutive_failures', 'failed sync rounds since the last success', (s) => s.sync.consecutiveFailures ?? []);
+    g('sync_last_success_timestamp_seconds', 'end of the last sync round that succeeded, Unix seconds', (s) => (s.sync.lastSyncAt === undefined ? [] : sec(s.sync.lastSyncAt)));
+    g('sync_last_error_timestamp_seconds', 'time of the last sync failure, Unix seconds', (s) => (s.sync.lastErrorAt === undefined ? [] : sec(s.sync.lastErrorAt)));
+    g('sync_ledger_size', 'the ledger\'s accepted (cosigned) size of this log', (s) => s.sync.ledgerSize ?? []);
+    g('sync_cosigned_size', 'tree size of the latest checkpoint the ledger cosigned', (s) => s.sync.cosignedSize ?? []);
+    c('sync_rounds_total', 'sync rounds started', sc((k) => k.rounds));
+    c('sync_requests_total', 'requests sent to the ledger', sc((k) => k.requests));
+    c('sync_uploads_total', 'uploads the ledger answered', sc((k) => k.uploads));
+    c('sync_sent_bytes_total', 'upload body bytes sent', sc((k) => k.bytesSent));
+    c('sync_entries_total', 'leaves by the ledger\'s verdict: stored, duplicate, rejected (stored but not a verified frame)', (s) => {
+      const k = s.sync.counters;
+      return k === undefined ? [] : [[{ result: 'stored' }, k.entriesStored], [{ result: 'duplicate' }, k.entriesDuplicate], [{ result: 'rejected' }, k.entriesRejected]];
+    }, ['result']);
+    c('sync_checkpoints_accepted_total', 'checkpoints the ledger accepted and cosigned', sc((k) => k.checkpointsAccepted));
+    c('sync_parse_errors_total', 'ledger answers that failed to parse or check', sc((k) => k.parseErrors));
+    c('sync_missing_chains_total', 'leaves sent without their certificate chain', sc((k) => k.missingChains));
+    c('sync_errors_total', 'failed sync rounds by code', (s) => byCode(s.sync.counters?.errors ?? {}), ['code']);
 
     g('mqtt_connected', '1 while connected to the MQTT broker', (s) => (s.mqtt.connected ? 1 : 0));
     c('mqtt_published_total', 'MQTT state messages published', (s) => s.mqtt.published);

@@ -76,8 +76,41 @@ export interface SyncSnapshot {
   /** Entries not yet acknowledged, and the age of the oldest of them (s; 0 when none). */
   readonly lagEntries: number;
   readonly lagSeconds: number;
+  /** End of the last sync round that succeeded (ms). */
   readonly lastSyncAt?: number;
   readonly lastError?: string;
+  /** The GatewayError code of the last failure (SYNC_UNREACHABLE, SYNC_REFUSED, …) and when (ms). */
+  readonly lastErrorCode?: string;
+  readonly lastErrorAt?: number;
+  /** Failed rounds since the last success (0 while syncing fine). */
+  readonly consecutiveFailures?: number;
+  /** When the next attempt starts after a failure (ms). */
+  readonly nextAttemptAt?: number;
+  /** The ledger's last known state of this log: accepted (cosigned) size and leaves held. */
+  readonly ledgerSize?: number;
+  readonly ledgerStaged?: number;
+  /** Tree size of the latest checkpoint the ledger cosigned (kept for `gateway prove`). */
+  readonly cosignedSize?: number;
+  /** Counters of the sync client since start (absent without upstream.url). */
+  readonly counters?: SyncCounters;
+}
+
+export interface SyncCounters {
+  readonly rounds: number;
+  readonly requests: number;
+  readonly uploads: number;
+  readonly bytesSent: number;
+  /** Leaves the ledger newly stored, already held (duplicates), and stored but refused as frames. */
+  readonly entriesStored: number;
+  readonly entriesDuplicate: number;
+  readonly entriesRejected: number;
+  readonly checkpointsAccepted: number;
+  /** Ledger answers that failed to parse or check. */
+  readonly parseErrors: number;
+  /** Leaves sent without their certificate chain (not in the certificate store). */
+  readonly missingChains: number;
+  /** Failed rounds by GatewayError code. */
+  readonly errors: Readonly<Record<string, number>>;
 }
 
 export interface MqttSnapshot {
