@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { registerDemo } from './demo.js';
 import { registerGateway } from './gateway.js';
+import { registerLedger } from './ledger.js';
 import { registerProvision } from './provision.js';
 import { registerSim } from './sim.js';
 import { packageVersion } from './version.js';
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerSim(program);
   registerProvision(program);
   registerGateway(program);
+  registerLedger(program);
   registerDemo(program);
   return program;
 }
