@@ -4,7 +4,7 @@
  * behaviour; times are ms since the Unix epoch except in HistoryRow/PackSummary, which carry the
  * ISO 8601 text the HTTP API sends.
  */
-import type { Ed25519NoteSigner, TrustStore } from '../protocol/index.js';
+import type { Ed25519NoteSigner, FrameDisplay, TrustStore } from '../protocol/index.js';
 
 export type StorageOptions =
   | { readonly kind: 'embedded'; readonly dir: string }
@@ -33,28 +33,17 @@ export interface GatewayRecord {
   readonly disabled: boolean;
 }
 
-/** One frame, once, however many gateways saw it (api.md; display units of docs/protocol.md §2.1.1). */
-export interface HistoryRow {
+/**
+ * One frame, once, however many gateways saw it (api.md): the frame's measurements in display
+ * units (protocol FrameDisplay, docs/protocol.md §11.1) and where it was first seen.
+ */
+export interface HistoryRow extends FrameDisplay {
   serial: string;
-  counter: number;
-  deviceTime: string;
   /** First sighting, ISO 8601. */
   receivedAt: string;
   origin: string;
   index: number;
   source: string;
-  socPct: number;
-  sohPct: number;
-  voltageV: number;
-  currentA: number;
-  cellMinV: number;
-  cellMaxV: number;
-  cellSpreadMv: number;
-  tempMinC: number;
-  tempMaxC: number;
-  cycles: number;
-  alarms: number;
-  alarmNames: string[];
   sightings: number;
   witnessed: boolean;
 }

@@ -118,10 +118,10 @@ export class Daemon {
   }
 }
 
-/** Runs `packchain gateway <args>` to completion (asynchronously: the fleet in this process keeps running). */
-export function cli(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/** Runs `packchain <args>` to completion (asynchronously: a fleet in this process keeps running). */
+export function packchain(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli/main.ts'), 'gateway', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli/main.ts'), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -132,3 +132,6 @@ export function cli(args: readonly string[]): Promise<{ code: number | null; std
     });
   });
 }
+
+/** Runs `packchain gateway <args>` to completion. */
+export const cli = (args: readonly string[]): ReturnType<typeof packchain> => packchain(['gateway', ...args]);

@@ -11,24 +11,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createKeyFile } from '../gateway/index.js';
 import { until } from './gateway-ingest-testkit.js';
-import { ROOT, type RunSetup } from './gateway-run-kit.js';
+import { packchain, ROOT, type RunSetup } from './gateway-run-kit.js';
 
 export const PG_ADMIN_URL = 'postgres://root@127.0.0.1:5432/test';
 
 /** Runs `packchain ledger <args>` to completion. */
-export function ledgerCli(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'cli/main.ts'), 'ledger', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+export const ledgerCli = (args: readonly string[]): ReturnType<typeof packchain> => packchain(['ledger', ...args]);
 
 /** A running `ledger run` child. */
 export class LedgerProcess {
