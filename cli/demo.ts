@@ -1,208 +1,334 @@
 /**
- * `packchain demo`: the main job on embedded defaults. Until the end-to-end issue wires hw-sim,
- * the station, the gateway and the ledger together, it runs the whole protocol path in one process
- * with real keys and real bytes: a factory CA certifies packs after proof of possession, packs
- * stream signed frames as serial lines through a noisy line, a gateway-side pipeline verifies
- * chain and signature, logs leaves in a Merkle tree and signs a checkpoint, a witness cosigns it,
- * and a proof bundle is written, verified offline and shown to fail when tampered with.
+ * `packchain demo` (issue 8 item 1; README "The demo"): the whole data path on embedded defaults,
+ * in one process, with each module's real code and real peers. A factory CA is created
+ * (provisioning StationCa, demo passphrases) and its trust bundle exported; the upstream ledger
+ * starts on it (witness key, PGlite storage and the HTTP service with its web page, a
+ * service-engineer token); an hw-sim fleet of serial (socat ptys) and BLE (fake BlueZ on a private
+ * D-Bus) packs runs with device time sped up; the station provisions every pack over its own link;
+ * a gateway (its key enrolled at the ledger) ingests from the fleet and syncs to the ledger. Once a
+ * gateway checkpoint covering frames of every pack is cosigned, the demo prints the ledger's packs
+ * and one pack's history, fetches a proof bundle, verifies it offline (the ledger a required
+ * witness) and shows a tampered copy rejected — all from the ledger's HTTP API. Then it keeps
+ * running (frames flow, the page is live) until SIGINT or SIGTERM, and stops the gateway, the
+ * ledger and the fleet (socat, dbus-daemon) before it exits; `--once` stops right after the summary.
+ * Logs go to files in the demo directory; everything printed comes from the running parts.
  */
-import { webcrypto } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ed25519 } from '@noble/curves/ed25519.js';
-import { p256 } from '@noble/curves/nist.js';
-import type { Command } from 'commander';
-import {
-  addSignatures,
-  buildProofBundle,
-  coseKid,
-  createCosigner,
-  createCrl,
-  createDeviceCert,
-  createIntermediateCa,
-  createNoteSigner,
-  createRootCa,
-  decodeFrame,
-  encodeFrame,
-  encodeLeaf,
-  encodeLine,
-  encodeTrustBundle,
-  formatVerifierKey,
-  gatewayOrigin,
-  importPublicKey,
-  isProtocolError,
-  keyFingerprint,
-  LineDecoder,
-  MemoryHashStore,
-  popMessage,
-  signCheckpoint,
-  signSign1,
-  spkiOf,
-  treeHash,
-  TrustStore,
-  verifierOf,
-  verifyProofBundle,
-  verifySign1,
-  verifySignature,
-  type Message,
-  type SignatureAlg,
-  type SohFrame,
-  type VerifiedDevice,
-} from '../protocol/index.js';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { pino } from 'pino';
+import { configWarnings, createKeyFile, createLogger, Gateway, parseConfig, readCosigned } from '../gateway/index.js';
+import { Fleet, type FleetEndpoint } from '../hw-sim/index.js';
+import { createWitnessKey, WITNESS_NAME_PREFIX } from '../ledger/index.js';
+import { parseVerifierKey, verifierOf } from '../protocol/index.js';
+import { provisionPack, readTrustBundle, Registry, REGISTRY_FILE, StationCa, writeFileAtomic } from '../provisioning/index.js';
+import { historyText, HISTORY_ROWS_SHOWN, LedgerApi, packsTable, tamperedVerdict, verifiedText, verifyOffline, writeProof, type ProofFiles } from './demo-report.js';
+import { WITNESS_KEY_FILE } from './ledger.js';
+import { DEFAULT_LISTEN, ledgerLogger, loadLedgerTrust, parseListen, startLedgerService, type ListenAddress, type RunningLedger } from './ledger-service.js';
+import { packageVersion } from './version.js';
 
-interface Pack {
-  serial: string;
-  alg: SignatureAlg;
-  secretKey: Uint8Array;
-  publicKey: Uint8Array;
-  chain: Uint8Array[];
+/** Device seconds per wall second: a day of the packs' duty cycle every 12 s, so SoC and SoH charts move. */
+const SPEED = 7200;
+/** Device ms between frames (20 device minutes: about 6 frames a second per pack). */
+const PERIOD_MS = 20 * 60_000;
+const TICK_MS = 100;
+const FLEET_SEED = 2026;
+const GATEWAY_NAME = 'demo-gw';
+const WITNESS_NAME = `${WITNESS_NAME_PREFIX}demo`;
+const TOKEN_NAME = 'demo';
+/** Demo-only CA passphrases (a real station reads them from files or a prompt). */
+const DEMO_PASSPHRASES = { linePassphrase: 'demo line CA passphrase', rootPassphrase: 'demo root CA passphrase' };
+/** Frames each pack must have in the ledger before the summary. */
+const MIN_FRAMES_PER_PACK = 5;
+const READY_TIMEOUT_MS = 90_000;
+
+interface DemoOptions {
+  dir?: string;
+  listen?: ListenAddress;
+  serial: number;
+  ble: number;
+  once?: boolean;
 }
 
-const say = (s = ''): void => void process.stdout.write(`${s}\n`);
+const say = (tag: string, text: string): void => {
+  const lines = text.replace(/\n$/, '').split('\n');
+  process.stdout.write(lines.map((l, i) => `${(i === 0 ? tag : '').padEnd(10)}${l}`.trimEnd()).join('\n') + '\n');
+};
 
-/** A pack's reading at step i: a slow discharge with a little cell spread. */
-function reading(p: Pack, i: number, t0: number): SohFrame {
-  const soc = 950 - i * 7;
-  const cell = 3300 + Math.round(soc / 10);
-  return {
-    v: 1,
-    serial: p.serial,
-    counter: i,
-    time: t0 + i * 60_000,
-    soc,
-    soh: 987,
-    voltage: cell * 16,
-    current: -25_000,
-    tempMin: 241 + i,
-    tempMax: 255 + i,
-    cycles: 118,
-    cells: Array.from({ length: 16 }, (_, k) => cell + ((k * 7) % 5)),
-    remainingCapacity: Math.round(soc * 98.7),
-    resistance: 16_800,
-    alarms: 0,
-    firmware: '1.0.0',
+/** Thrown out of a step when SIGINT/SIGTERM asked the demo to stop. */
+class Stopped extends Error {}
+
+function int(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    return n;
   };
 }
 
-async function runDemo(outDir: string): Promise<void> {
-  const t0 = Date.parse('2026-11-25T08:00:00Z');
-  mkdirSync(outDir, { recursive: true });
-  say('packchain demo — protocol path (the full fleet demo arrives with the end-to-end issue)\n');
+/** The demo directory: --dir (absent or empty; created 0700), else a new temporary one. */
+function demoDir(given: string | undefined): string {
+  if (given === undefined) return mkdtempSync(join(tmpdir(), 'packchain-demo-'));
+  const dir = resolve(given);
+  if (existsSync(dir) && readdirSync(dir).length > 0) throw new InvalidArgumentError(`--dir ${dir} is not empty; give a new or empty directory (the demo creates a CA, keys and logs there)`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
 
-  // Factory: root CA and line CA. Private keys stay in WebCrypto; nothing is printed.
-  const rootKeys = (await webcrypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-  const lineKeys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
-  const validity = { notBefore: new Date(t0 - 86_400_000), notAfter: new Date(t0 + 20 * 365 * 86_400_000) };
-  const root = await createRootCa({ name: 'Demo Factory Root', org: 'Demo Packs', keys: rootKeys, alg: 'Ed25519', ...validity });
-  const rootIssuer = { cert: root, privateKey: rootKeys.privateKey };
-  const line = await createIntermediateCa({ name: 'Demo Line 1', org: 'Demo Packs', keys: lineKeys, alg: 'ES256', ...validity, issuer: rootIssuer });
-  const lineIssuer = { cert: line, privateKey: lineKeys.privateKey };
-  say('factory   root CA (Ed25519) and line CA (P-256) created');
+/** The parts that are running, stopped in this order: gateway, ledger, fleet. */
+interface Running {
+  gateway?: Gateway;
+  ledger?: RunningLedger;
+  fleet?: Fleet;
+  registry?: Registry;
+}
 
-  // Station: each pack generates its key on-device, proves possession, gets a certificate.
-  const packs: Pack[] = [];
-  for (const [serial, alg] of [['PACK-0001', 'Ed25519'], ['PACK-0002', 'ES256'], ['PACK-0003', 'Ed25519']] as const) {
-    const secretKey = alg === 'Ed25519' ? ed25519.utils.randomSecretKey() : p256.utils.randomSecretKey();
-    const publicKey = alg === 'Ed25519' ? ed25519.getPublicKey(secretKey) : p256.getPublicKey(secretKey, false);
-    const challenge = webcrypto.getRandomValues(new Uint8Array(32));
-    const proof = alg === 'Ed25519' ? ed25519.sign(popMessage(challenge, publicKey), secretKey) : p256.sign(popMessage(challenge, publicKey), secretKey);
-    const pass = verifySignature(importPublicKey(alg, publicKey), popMessage(challenge, publicKey), proof);
-    const cert = await createDeviceCert({ packSerial: serial, model: 'DEMO-16S', org: 'Demo Packs', devicePublicKey: publicKey, deviceAlg: alg, issuer: lineIssuer, ...validity });
-    packs.push({ serial, alg, secretKey, publicKey, chain: [cert, line] });
-    say(`station   ${pass ? 'PASS' : 'FAIL'}  ${serial}  ${alg.padEnd(7)}  key ${keyFingerprint(publicKey).slice(0, 16)}…`);
-  }
-  const crl = await createCrl({ issuer: lineIssuer, crlNumber: 1, thisUpdate: new Date(t0 - 3_600_000), nextUpdate: new Date(t0 + 30 * 86_400_000), revoked: [] });
-  const rootCrl = await createCrl({ issuer: rootIssuer, crlNumber: 1, thisUpdate: new Date(t0 - 3_600_000), nextUpdate: new Date(t0 + 30 * 86_400_000), revoked: [] });
-  const bundleTrust = { roots: [root], intermediates: [line], crls: [crl, rootCrl] };
-  writeFileSync(join(outDir, 'trust.json'), encodeTrustBundle(bundleTrust));
-
-  // Packs: hello with chain, then 20 signed frames each, as serial lines on a line with noise.
-  const wire: Uint8Array[] = [];
-  for (const p of packs) {
-    const hello: Message = { type: 'hello', version: 1, serial: p.serial, model: 'DEMO-16S', firmware: '1.0.0', alg: p.alg === 'Ed25519' ? -8 : -7, publicKey: p.alg === 'ES256' ? p256.Point.fromBytes(p.publicKey).toBytes(false) : p.publicKey, chain: p.chain, nextCounter: 0, unacked: 0 };
-    wire.push(encodeLine(hello));
-    const kid = coseKid(spkiOf(importPublicKey(p.alg, p.publicKey)));
-    for (let i = 0; i < 20; i++) {
-      wire.push(encodeLine({ type: 'frame', cose: signSign1({ alg: p.alg, kid, payload: encodeFrame(reading(p, i, t0)), secretKey: p.secretKey }) }));
-      if (i % 7 === 3) wire.push(new TextEncoder().encode('#~ line noise ~#\r\n'));
+async function stopAll(r: Running): Promise<void> {
+  let tag = 'stopped';
+  const step = async (what: string, fn: () => Promise<unknown>, done: () => string): Promise<void> => {
+    try {
+      await fn();
+      say(tag, done());
+    } catch (e) {
+      process.stderr.write(`demo: stopping ${what} failed: ${e instanceof Error ? e.message : String(e)}\n`);
     }
-  }
+    tag = '';
+  };
+  const { registry, gateway, ledger, fleet } = r;
+  if (registry) await registry.close().catch(() => undefined);
+  if (gateway) await step('the gateway', () => gateway.stop(), () => `gateway ${gateway.origin} (final checkpoint at ${gateway.store.latestCheckpoint()?.size ?? 0} entries)`);
+  if (ledger) await step('the ledger', () => ledger.close(), () => 'ledger (listener and storage closed)');
+  if (fleet) await step('the fleet', () => fleet.stop(), () => 'fleet (packs saved, socat and dbus-daemon stopped)');
+}
 
-  // Gateway: decode, verify chain and signature, log durable leaves, sign a checkpoint.
-  const trust = await TrustStore.create(bundleTrust);
-  const store = new MemoryHashStore();
-  const leaves: Uint8Array[] = [];
-  const history: { index: number; frame: SohFrame; receivedAt: number }[] = [];
-  const devices = new Map<string, { device: VerifiedDevice; chain: Uint8Array[] }>();
-  let current: { device: VerifiedDevice; chain: Uint8Array[] } | undefined;
-  const decoder = new LineDecoder();
-  const rejects = new Map<string, number>();
-  let received = t0 + 2000;
-  for (const ev of [...wire.flatMap((chunk) => decoder.push(chunk)), ...decoder.flush()]) {
-    if (ev.kind === 'error') {
-      rejects.set(ev.error.code, (rejects.get(ev.error.code) ?? 0) + 1);
-      continue;
+/** Resolves after `ms`, or throws Stopped as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done, fail) => {
+    if (signal.aborted) {
+      fail(new Stopped());
+      return;
     }
-    const m = ev.message;
-    if (m.type === 'hello') {
-      current = { device: trust.verifyChain(m.chain, new Date(received)), chain: m.chain };
-      devices.set(current.device.packSerial, current);
-    } else if (m.type === 'frame' && current) {
-      const frame = decodeFrame(verifySign1(m.cose, { publicKey: current.device.publicKey, kid: current.device.kid }).payload);
-      received += 1000;
-      const leaf = encodeLeaf({ receivedAt: received, source: 'serial:/dev/ttyUSB0', certSha256: current.device.certSha256, frame: m.cose });
-      history.push({ index: store.append(leaf), frame, receivedAt: received });
-      leaves.push(leaf);
-    }
-  }
-  const origin = gatewayOrigin('demo-gateway');
-  const gatewaySigner = createNoteSigner(origin, webcrypto.getRandomValues(new Uint8Array(32)));
-  const witness = createCosigner('ledger.demo', webcrypto.getRandomValues(new Uint8Array(32)), () => Math.floor(received / 1000) + 5);
-  const checkpoint = addSignatures(signCheckpoint({ origin, size: store.size, rootHash: treeHash(store.size, store) }, [gatewaySigner]), [witness]);
-  say(`gateway   ${store.size} frames verified and logged; skipped noise: ${[...rejects].map(([c, n]) => `${c}×${n}`).join(', ') || 'none'}`);
-  say(`checkpoint\n${checkpoint.replace(/^/gm, '          ')}`);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      done();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      fail(new Stopped());
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
-  // History for one pack, as a service engineer sees it.
-  say('history   PACK-0002 (first 6 frames)');
-  say('          index  counter  device time           SoC %   SoH %   pack V    I A    T °C       cells mV');
-  for (const h of history.filter((x) => x.frame.serial === 'PACK-0002').slice(0, 6)) {
-    const f = h.frame;
-    say(
-      `          ${String(h.index).padStart(5)}  ${String(f.counter).padStart(7)}  ${new Date(f.time).toISOString().slice(0, 19)}  ${(f.soc / 10).toFixed(1).padStart(5)}  ${(f.soh / 10).toFixed(1).padStart(6)}  ${(f.voltage / 1000).toFixed(2).padStart(6)}  ${(f.current / 1000).toFixed(1).padStart(6)}  ${(f.tempMin / 10).toFixed(1)}–${(f.tempMax / 10).toFixed(1)}  ${Math.min(...f.cells)}–${Math.max(...f.cells)}`,
-    );
-  }
+async function runDemo(o: DemoOptions & { dir: string }): Promise<number> {
+  const t0 = performance.now();
+  const stop = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stop.signal.aborted) return;
+    process.stdout.write('\n');
+    say('demo', `${sig}: stopping`);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const check = (): void => {
+    if (stop.signal.aborted) throw new Stopped();
+  };
 
-  // Proof bundle for one frame, verified offline with only the trust material.
-  const pick = history.find((h) => h.frame.serial === 'PACK-0002' && h.frame.counter === 5);
-  const pack = devices.get('PACK-0002');
-  if (!pick || !pack) throw new Error('demo: PACK-0002 frame 5 was not logged');
-  const bundle = buildProofBundle({ index: pick.index, leaf: leaves[pick.index] ?? new Uint8Array(), chain: pack.chain, checkpoint, reader: store });
-  const bundlePath = join(outDir, 'PACK-0002-5.tlog-proof');
-  writeFileSync(bundlePath, bundle);
-  const gatewayKey = formatVerifierKey(origin, gatewaySigner.publicKey);
-  const witnessKey = formatVerifierKey('ledger.demo', witness.publicKey, 'cosignature');
-  writeFileSync(join(outDir, 'keys.txt'), `gateway ${gatewayKey}\nwitness ${witnessKey}\n`);
-  const offline = { trust: await TrustStore.create(bundleTrust), logs: [verifierOf(gatewaySigner)], witnesses: [verifierOf(witness)], requiredWitnesses: 1 };
-  const v = verifyProofBundle(bundle, offline);
-  say(`proof     ${bundlePath}`);
-  say(`          OK: ${v.device.packSerial} frame ${v.frame.counter} (SoC ${v.frame.soc / 10} %) is leaf ${v.index} of ${v.origin} size ${v.treeSize}, witnessed by ${v.witnesses.map((w) => w.name).join(', ')}`);
-  const tampered = bundle.replace(/\nindex (\d+)\n/, (_m, n: string) => `\nindex ${Number(n) + 1}\n`);
+  const dir = o.dir;
+  const paths = {
+    station: join(dir, 'station'),
+    trustBundle: join(dir, 'trust-bundle.json'),
+    ledger: join(dir, 'ledger'),
+    fleet: join(dir, 'fleet'),
+    gateway: join(dir, 'gateway'),
+    gatewayVkey: join(dir, 'gateway.vkey'),
+    witnessVkey: join(dir, 'ledger.vkey'),
+  };
+  const running: Running = {};
+  let ready = false;
+  say('packchain', `demo ${packageVersion()}: factory, ledger, ${o.serial} serial + ${o.ble} BLE packs, station, gateway — all live`);
+  say('dir', dir);
   try {
-    verifyProofBundle(tampered, offline);
-    say('          tampered bundle: ACCEPTED (this is a bug)');
-    process.exitCode = 1;
+    // 1. Factory: root and line CA, trust bundle for the ledger and the gateway.
+    const ca = await StationCa.init({ dir: paths.station, ...DEMO_PASSPHRASES, org: 'packchain demo' });
+    const bundle = await readTrustBundle(paths.station);
+    writeFileAtomic(paths.trustBundle, bundle.text, 0o644);
+    say('factory', `root CA  ${ca.root.subject}  ${ca.alg}  SHA-256 ${ca.root.fingerprint.slice(0, 23)}…\nline CA  ${ca.line.subject}  ${ca.alg}  SHA-256 ${ca.line.fingerprint.slice(0, 23)}…\ntrust bundle ${paths.trustBundle} (${bundle.bundle.roots.length} root, ${bundle.bundle.intermediates.length} line CA, ${bundle.bundle.crls.length} CRLs)`);
+    check();
+
+    // 2. Ledger: witness key, embedded storage, HTTP service with the web page, a token.
+    mkdirSync(paths.ledger, { recursive: true, mode: 0o700 });
+    const key = await createWitnessKey(join(paths.ledger, WITNESS_KEY_FILE), WITNESS_NAME);
+    writeFileSync(paths.witnessVkey, `${key.verifierKey}\n`);
+    const trust = await loadLedgerTrust(paths.trustBundle);
+    const wanted = o.listen ?? parseListen(DEFAULT_LISTEN);
+    running.ledger = await startLedgerService({
+      storage: { kind: 'embedded', dir: paths.ledger },
+      key,
+      trust: trust.store,
+      trustBundle: () => trust.text,
+      listen: o.listen === undefined ? [wanted, { host: wanted.host, port: 0 }] : [wanted],
+      logger: ledgerLogger('info', pino.destination({ dest: join(paths.ledger, 'ledger.log'), sync: true })),
+      verifyThreads: 1,
+    });
+    const ledger = running.ledger;
+    const token = await ledger.ledger.createToken(TOKEN_NAME);
+    const moved = ledger.listen.port !== wanted.port ? ` (${wanted.host}:${wanted.port} is in use)` : '';
+    say('ledger', `witness ${key.verifierKey}\nstorage ${ledger.ledger.storageKind} in ${paths.ledger}\nlistening on ${ledger.url}${moved}; service-engineer token "${TOKEN_NAME}" created`);
+    check();
+
+    // 3. The packs: an hw-sim fleet, time sped up.
+    running.fleet = await Fleet.start({ dir: paths.fleet, serial: o.serial, ble: o.ble, seed: FLEET_SEED, labelPrefix: 'PK', speed: SPEED, periodMs: PERIOD_MS, tickMs: TICK_MS });
+    const fleet = running.fleet;
+    const eps = fleet.endpoints();
+    say('fleet', `${o.serial} serial + ${o.ble} BLE simulated packs; device time ×${SPEED}, a frame every ${PERIOD_MS / 60_000} device minutes\n${eps.map((e) => `${e.label}  ${e.kind.padEnd(6)}  ${e.model.padEnd(10)}  ${e.endpoint}`).join('\n')}`);
+    check();
+
+    // 4. The station provisions every pack over its own link (keys made on the pack).
+    const station = await StationCa.open({ dir: paths.station, passphrase: DEMO_PASSPHRASES.linePassphrase });
+    running.registry = await Registry.open(join(paths.station, REGISTRY_FILE));
+    for (const [i, e] of eps.entries()) {
+      const outcome = await provisionPack({
+        ca: station,
+        registry: running.registry,
+        ...(e.kind === 'serial' ? { port: e.endpoint } : { ble: { address: e.endpoint, busAddress: fleet.busAddress } }),
+        serial: e.label,
+        alg: i % 2 === 0 ? 'ES256' : 'Ed25519',
+        station: 'demo-station',
+        operator: 'demo',
+      });
+      say(i === 0 ? 'station' : '', `${outcome.label}  (${e.kind}, ${outcome.durationMs} ms)`);
+      if (outcome.result !== 'PASS') throw new Error(`demo: the station could not provision ${e.label}: ${outcome.code ?? ''} ${outcome.reason ?? ''}`);
+      check();
+    }
+    await running.registry.close();
+    delete running.registry;
+
+    // 5. The gateway: key, enrolled at the ledger, started on the fleet's ports and bus.
+    running.gateway = await startGateway(paths, eps, fleet, ledger, key.verifierKey);
+    const gw = running.gateway;
+    check();
+
+    // 6. Wait for frames of every pack in the ledger under a cosigned checkpoint, then the summary.
+    const api = new LedgerApi(ledger.url, token);
+    const cosigned = await untilCosigned(gw, api, eps, stop.signal);
+    const packs = await api.packs();
+    const note = await readCosigned(gw.config.dataDir, gw.origin, verifierOf(gw.key.signer), [parseVerifierKey(key.verifierKey)]);
+    say('sync', `the gateway's latest checkpoint (${note?.size ?? cosigned} entries) is cosigned by the ledger: sync lag 0\n${note?.note.trimEnd() ?? '(no cosigned checkpoint kept: a bug)'}`);
+    say('ledger', `packs (GET /api/v1/packs)\n${packsTable(packs)}`);
+    const pick = packs.find((p) => p.serial === eps[0]?.label) ?? packs[0];
+    if (pick === undefined) throw new Error('demo: the ledger holds no pack');
+    const rows = await api.history(pick.serial, pick.lastCounter - HISTORY_ROWS_SHOWN, HISTORY_ROWS_SHOWN);
+    say('history', `${pick.serial}, newest ${rows.length} of ${pick.frames} frames (GET /api/v1/packs/${pick.serial}/history)\n${historyText(rows)}`);
+    const witnessed = [...rows].reverse().find((r) => r.witnessed) ?? (await api.history(pick.serial, -1, 1))[0];
+    if (witnessed === undefined) throw new Error(`demo: no frame of ${pick.serial} in the ledger`);
+    const proofText = await api.proof(pick.serial, witnessed.counter);
+    const proofPath = await writeProof(dir, pick.serial, witnessed.counter, proofText);
+    const files: ProofFiles = { trustBundle: paths.trustBundle, gatewayVkey: paths.gatewayVkey, witnessVkey: paths.witnessVkey };
+    const verified = await verifyOffline(proofText, files);
+    const tampered = await tamperedVerdict(proofText, files);
+    say('proof', `${proofPath} (GET ${api.proofPath(pick.serial, witnessed.counter)})\n${verifiedText(verified)}\ntampered copy (${tampered.change}): ${tampered.verdict}\nchecked offline from public files, the ledger a required witness; the same check from a shell:\n  packchain gateway verify-proof ${proofPath} --trust ${files.trustBundle} --gateway-key ${files.gatewayVkey} --witness-key ${files.witnessVkey}`);
+    say('web', `${ledger.url}/  — token: ${token}\nlogs: ${join(paths.ledger, 'ledger.log')}, ${join(paths.gateway, 'gateway.log')}; gateway status: ${gw.url ?? '-'}/status`);
+    say('ready', `in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    ready = true;
+    if (!tampered.verdict.startsWith('rejected')) return 1;
+    if (o.once === true) return 0;
+    say('', 'frames keep flowing and the page stays live; press Ctrl-C to stop');
+    await new Promise<void>((done) => {
+      if (stop.signal.aborted) done();
+      else stop.signal.addEventListener('abort', () => { done(); }, { once: true });
+    });
+    return 0;
   } catch (e) {
-    say(`          tampered bundle (index changed): rejected, ${isProtocolError(e) ? e.code : String(e)}`);
+    if (e instanceof Stopped) return ready ? 0 : 130;
+    process.stderr.write(`demo: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  } finally {
+    await stopAll(running);
+    say('', `state kept in ${dir}`);
   }
-  say(`\nartefacts in ${outDir}: trust.json (trust bundle), keys.txt (verifier keys), PACK-0002-5.tlog-proof`);
+}
+
+/** Writes the gateway's key, vkey and config into the demo directory, enrolls it, starts it. */
+async function startGateway(paths: { gateway: string; trustBundle: string; gatewayVkey: string }, eps: readonly FleetEndpoint[], fleet: Fleet, ledger: RunningLedger, witnessKey: string): Promise<Gateway> {
+  mkdirSync(paths.gateway, { recursive: true, mode: 0o700 });
+  const keyFile = join(paths.gateway, 'gateway.key');
+  const gwKey = await createKeyFile(keyFile, GATEWAY_NAME);
+  writeFileSync(paths.gatewayVkey, `${gwKey.verifierKey}\n`);
+  const enrolled = await ledger.ledger.enrollGateway(gwKey.verifierKey, 'packchain demo');
+  const serialPorts = eps.filter((e) => e.kind === 'serial').map((e) => e.endpoint);
+  const bleCount = eps.filter((e) => e.kind === 'ble').length;
+  const configPath = join(paths.gateway, 'gateway.json');
+  const text = JSON.stringify(
+    {
+      name: GATEWAY_NAME,
+      dataDir: join(paths.gateway, 'data'),
+      keyFile,
+      trustBundle: paths.trustBundle,
+      transports: {
+        serial: { ports: serialPorts, pollMs: 500 },
+        ble: { enabled: bleCount > 0, maxDevices: Math.max(1, bleCount), scanIntervalMs: 500, connectTimeoutMs: 10_000 },
+      },
+      log: { checkpoint: { everyEntries: 100, everyMs: 1000 } },
+      ingest: { workers: 1 },
+      upstream: { url: ledger.url, intervalMs: 1000, backoffBaseMs: 200, backoffMaxMs: 5000, witnessKey },
+      http: { listen: '127.0.0.1:0' },
+    },
+    null,
+    2,
+  );
+  writeFileSync(configPath, `${text}\n`);
+  const config = parseConfig(text, { source: configPath, baseDir: paths.gateway });
+  const logger = createLogger({ level: 'info', gateway: GATEWAY_NAME, destination: pino.destination({ dest: join(paths.gateway, 'gateway.log'), sync: true }) });
+  for (const w of configWarnings(config)) logger.warn(`gateway: config: ${w}`);
+  const gw = await Gateway.start(config, { logger, version: packageVersion(), ...(fleet.busAddress === undefined ? {} : { bleBusAddress: fleet.busAddress }) });
+  say('gateway', `${gwKey.origin} enrolled at the ledger (id ${enrolled.id}); config ${configPath}\ningesting from ${serialPorts.length} serial ports${bleCount > 0 ? " and BLE on the fleet's bus" : ''}; syncing to ${ledger.url}`);
+  return gw;
+}
+
+/**
+ * Waits until the gateway's latest checkpoint is the one the ledger cosigned and the ledger holds
+ * MIN_FRAMES_PER_PACK frames of every pack; returns the cosigned size. Throws on timeout (with the
+ * sync client's last error) or Stopped.
+ */
+async function untilCosigned(gw: Gateway, api: LedgerApi, eps: readonly FleetEndpoint[], signal: AbortSignal): Promise<number> {
+  const deadline = performance.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    const latest = gw.store.latestCheckpoint();
+    const st = gw.sync?.status();
+    if (latest !== undefined && st?.cosignedSize === latest.size) {
+      const packs = await api.packs();
+      const frames = new Map(packs.map((p) => [p.serial, p.frames]));
+      if (eps.every((e) => (frames.get(e.label) ?? 0) >= MIN_FRAMES_PER_PACK)) return latest.size;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`demo: no cosigned checkpoint covering every pack within ${READY_TIMEOUT_MS / 1000} s (gateway log ${gw.store.size} entries, cosigned ${st?.cosignedSize ?? 0}, last sync error ${st?.lastErrorCode ?? 'none'}: ${st?.lastError ?? ''})`);
+    }
+    await pause(250, signal);
+  }
 }
 
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run the packchain demo on embedded defaults')
-    .option('--out <dir>', 'where to write the demo artefacts', 'packchain-demo')
-    .action(async (opts: { out: string }) => {
-      await runDemo(resolve(opts.out));
+    .description('the whole path live on embedded defaults: factory CA, ledger with web page, simulated serial and BLE packs provisioned by the station, a gateway syncing to the ledger; history, proof, Ctrl-C to stop')
+    .option('--dir <dir>', 'where the demo keeps its state: new or empty (default: a new temporary directory, printed)')
+    .addOption(new Option('--listen <host:port>', `the ledger's address (default ${DEFAULT_LISTEN}, or a free port when that one is taken)`).argParser(parseListen))
+    .option('--serial <n>', 'simulated packs on serial ptys', int('--serial', 0, 20), 3)
+    .option('--ble <n>', 'simulated packs on BLE (fake BlueZ)', int('--ble', 0, 7), 2)
+    .option('--once', 'stop after the summary instead of running until Ctrl-C')
+    .action(async (o: DemoOptions) => {
+      if (o.serial + o.ble === 0) program.error('demo: --serial and --ble are both 0; the demo needs at least one pack', { exitCode: 2 });
+      let dir: string;
+      try {
+        dir = demoDir(o.dir);
+      } catch (e) {
+        program.error(`demo: ${e instanceof Error ? e.message : String(e)}`, { exitCode: 2 });
+      }
+      const code = await runDemo({ ...o, dir });
+      // Serial ports, D-Bus connections and worker handles may linger after stop: the demo is done.
+      process.exit(code);
     });
 }

@@ -45,12 +45,11 @@ export async function createLedgerServer(o: LedgerServerOptions): Promise<Fastif
   metrics.bindStats(() => o.ledger.stats());
   const now = o.now ?? Date.now;
   const app = Fastify({
-    logger: false,
-    disableRequestLogging: true,
+    logger: false, // no fastify logger, so no request logging of its own: the onResponse hook logs
     keepAliveTimeout: o.keepAliveTimeoutMs ?? 30_000,
     requestTimeout: o.requestTimeoutMs ?? 120_000,
     return503OnClosing: true,
-    ignoreTrailingSlash: false,
+    routerOptions: { ignoreTrailingSlash: false },
   });
 
   app.addHook('onRequest', (req, _reply, done) => {
