@@ -7,7 +7,7 @@
  * group at segment boundaries and commits each part. An append resolves only when all its entries
  * are durable; only then may the ingest acknowledge them to devices.
  */
-import { encodeLeaf, isProtocolError, type LogLeaf } from '../../protocol/index.js';
+import { HASH_SIZE, MAX_LEAF_BYTES, encodeLeaf, isProtocolError, type LogLeaf } from '../../protocol/index.js';
 import { GatewayError, invariant } from '../errors.js';
 import { REGISTRY_OVERHEAD } from './format.js';
 import { validSerial } from './packs.js';
@@ -15,12 +15,26 @@ import { prunableSegment, pruneOldest, type PruneHooks } from './quota.js';
 import { entryBytes, type PreparedEntry } from './writer.js';
 import type { StoreCore } from './core.js';
 
+/**
+ * A leaf already encoded by the caller (the ingest's verification workers build it beside the
+ * signature check, off the main thread): `data` must be protocol encodeLeaf(leaf) and `leafHash`
+ * the RFC 9162 leaf hash of `data`. The store writes and hashes into the tree exactly these; a
+ * mismatch is a bug in the caller that `gateway verify` reports (it re-encodes nothing but re-hashes
+ * every leaf and decodes it).
+ */
+export interface EncodedLeaf {
+  readonly data: Uint8Array;
+  readonly leafHash: Uint8Array;
+}
+
 /** One accepted frame to log: the leaf fields plus the pack serial and counter the ingest verified. */
 export interface LeafInput {
-  /** receivedAt may be raised to the last entry's (never lowered). */
+  /** receivedAt may be raised to the last entry's (never lowered); the leaf is then encoded anew. */
   readonly leaf: LogLeaf;
   readonly serial: string;
   readonly counter: number;
+  /** The leaf's encoding and leaf hash, when the caller has them; else the store encodes `leaf`. */
+  readonly encoded?: EncodedLeaf;
 }
 
 export interface AppendedEntry {
@@ -42,6 +56,7 @@ export const MAX_APPEND_ENTRIES = 65_536;
 interface Item {
   readonly leaf: LogLeaf;
   readonly data: Uint8Array;
+  readonly leafHash: Uint8Array | undefined;
   readonly serial: string;
   readonly counter: number;
 }
@@ -83,8 +98,15 @@ export class Appender {
       prepared = list.map((it: LeafInput, i: number): Item => {
         if (!validSerial(it.serial)) throw input(`item ${i}: serial must match the pack serial pattern (1-64 of A-Z a-z 0-9 . -)`);
         if (!Number.isSafeInteger(it.counter) || it.counter < 0) throw input(`item ${i}: counter must be a non-negative safe integer`);
+        const enc = it.encoded;
+        if (enc !== undefined) {
+          if (!(enc.data instanceof Uint8Array) || enc.data.length < 1 || enc.data.length > MAX_LEAF_BYTES || !(enc.leafHash instanceof Uint8Array) || enc.leafHash.length !== HASH_SIZE) {
+            throw input(`item ${i}: encoded leaf must be 1..${MAX_LEAF_BYTES} bytes with a ${HASH_SIZE}-byte leaf hash`);
+          }
+          return { leaf: it.leaf, data: enc.data, leafHash: enc.leafHash, serial: it.serial, counter: it.counter };
+        }
         try {
-          return { leaf: it.leaf, data: encodeLeaf(it.leaf), serial: it.serial, counter: it.counter };
+          return { leaf: it.leaf, data: encodeLeaf(it.leaf), leafHash: undefined, serial: it.serial, counter: it.counter };
         } catch (e) {
           if (isProtocolError(e)) throw input(`item ${i}: ${e.message}`, e);
           throw e;
@@ -148,8 +170,10 @@ export class Appender {
       let t = last;
       for (const it of p.items) {
         const receivedAt = Math.max(it.leaf.receivedAt, t);
-        const data = receivedAt === it.leaf.receivedAt ? it.data : encodeLeaf({ ...it.leaf, receivedAt });
-        entries.push({ data, receivedAt, counter: it.counter, packId: -1 });
+        // A clamped time changes the leaf: encoded anew, its hash computed by the writer.
+        const same = receivedAt === it.leaf.receivedAt;
+        const data = same ? it.data : encodeLeaf({ ...it.leaf, receivedAt });
+        entries.push({ data, leafHash: same ? it.leafHash : undefined, receivedAt, counter: it.counter, packId: -1 });
         bytes += entryBytes(index + entries.length - 1, data.length);
         if (core.packs.idOf(it.serial) === undefined && !newSerials.has(it.serial)) bytes += REGISTRY_OVERHEAD + Buffer.byteLength(it.serial);
         t = receivedAt;

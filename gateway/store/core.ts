@@ -9,7 +9,7 @@
 import { join } from 'node:path';
 import { leafHash } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
-import { IDX_RECORD, MAX_LEAF_RECORD, parseLeafRecord, readIdxRecord, segmentFileName, type IdxRecord, type LeafRecord, type SegmentFileKind } from './format.js';
+import { IDX_RECORD, MAX_LEAF_RECORD, SEALED_HEADER, parseLeafRecord, readIdxRecord, segmentFileName, type IdxRecord, type LeafRecord, type SealedLayout, type SegmentFileKind } from './format.js';
 import { copyOut, type FdCache } from './files.js';
 import type { SegmentLayout, StoreHashReader } from './hashes.js';
 import type { PackIndex } from './packs.js';
@@ -56,6 +56,8 @@ export interface StoreStats {
   prunedSegments: number;
   checkpoints: number;
   packFilesRebuilt: number;
+  /** Sealed segments rewritten in pack order (sealed.ts). */
+  sealedSegments: number;
 }
 
 export interface StoreCore {
@@ -70,6 +72,10 @@ export interface StoreCore {
   readonly quotaBytes: number;
   readonly stats: StoreStats;
   readonly writer: SegmentWriter | undefined;
+  /** Segments rewritten in pack order (`k.sealed` replaces `.leaves`, `.idx`, `.packs`), by number. */
+  readonly sealed: Map<number, SealedLayout>;
+  /** Whether sealed segments are rewritten in pack order (sealed.ts). */
+  readonly packOrder: boolean;
   size: number;
   firstSegment: number;
   syncedSize: number;
@@ -118,12 +124,19 @@ function wrapRead<T>(what: string, f: () => T): T {
   }
 }
 
+/** The file holding segment k's leaf records: `.sealed` once rewritten in pack order, else `.leaves`. */
+export function leavesPath(core: StoreCore, k: number): string {
+  return segPath(core, k, core.sealed.has(k) ? 'sealed' : 'leaves');
+}
+
 /** Index records of entries [from, to) of one segment (the caller keeps them in one segment). */
 export function readIdxRange(core: StoreCore, from: number, to: number): Uint8Array {
   const k = core.layout.segmentOf(from);
-  const path = segPath(core, k, 'idx');
+  const sealed = core.sealed.has(k);
+  const path = segPath(core, k, sealed ? 'sealed' : 'idx');
+  const base = sealed ? SEALED_HEADER : 0;
   return wrapRead(path, () =>
-    core.fds.readExact(path, (from - core.layout.start(k)) * IDX_RECORD, (to - from) * IDX_RECORD, () => {
+    core.fds.readExact(path, base + (from - core.layout.start(k)) * IDX_RECORD, (to - from) * IDX_RECORD, () => {
       return new GatewayError('STORE_CORRUPT', `gateway: store: ${path} ends before entry ${to - 1}`);
     }),
   );
@@ -137,12 +150,36 @@ export function readIdx(core: StoreCore, index: number): IdxRecord {
 const scratch = new Uint8Array(MAX_LEAF_RECORD);
 
 export function readLeafAt(core: StoreCore, index: number, offset: number): LeafRecord {
-  const path = segPath(core, core.layout.segmentOf(index), 'leaves');
+  const path = leavesPath(core, core.layout.segmentOf(index));
   const got = wrapRead(path, () => core.fds.readInto(path, offset, scratch));
   const r = parseLeafRecord(scratch.subarray(0, got), 0, index);
   if (!r.ok) throw new GatewayError('STORE_CORRUPT', `gateway: store: ${path}: entry ${index}: ${r.why}`);
   // The record's data is a view into the shared scratch buffer: hand out a copy.
   return { ...r.record, data: copyOut(r.record.data, 0, r.record.data.length) };
+}
+
+/**
+ * The leaf records of `entries` of segment k (entry order). When they lie close together — one
+ * pack's run in a segment rewritten in pack order — they come from a single read; scattered, one
+ * read each. Throws STORE_CORRUPT, STORE_IO.
+ */
+export function readLeavesOf(core: StoreCore, k: number, entries: readonly { index: number; offset: number }[]): LeafRecord[] {
+  if (entries.length === 0) return [];
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = 0;
+  for (const e of entries) {
+    lo = Math.min(lo, e.offset);
+    hi = Math.max(hi, e.offset);
+  }
+  const span = hi - lo + MAX_LEAF_RECORD;
+  if (span > Math.max(1 << 20, 2 * entries.length * MAX_LEAF_RECORD)) return entries.map((e) => readLeafAt(core, e.index, e.offset));
+  const path = leavesPath(core, k);
+  const buf = wrapRead(path, () => core.fds.read(path, lo, span));
+  return entries.map((e) => {
+    const r = parseLeafRecord(buf, e.offset - lo, e.index);
+    if (!r.ok) throw new GatewayError('STORE_CORRUPT', `gateway: store: ${path}: entry ${e.index}: ${r.why}`);
+    return { ...r.record, data: r.record.data.slice() };
+  });
 }
 
 /** The leaf record of entry `index`. Throws STORE_RANGE, STORE_CORRUPT, STORE_IO. */

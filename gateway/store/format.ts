@@ -38,13 +38,13 @@ export const viewOf = (b: Uint8Array): DataView => new DataView(b.buffer, b.byte
 
 // ---- file names ------------------------------------------------------------------------------
 
-export type SegmentFileKind = 'leaves' | 'idx' | 'hashes' | 'packs' | 'checkpoints';
-export const SEGMENT_FILE_KINDS: readonly SegmentFileKind[] = ['leaves', 'idx', 'hashes', 'packs', 'checkpoints'];
+export type SegmentFileKind = 'leaves' | 'idx' | 'hashes' | 'packs' | 'checkpoints' | 'sealed';
+export const SEGMENT_FILE_KINDS: readonly SegmentFileKind[] = ['leaves', 'idx', 'hashes', 'packs', 'checkpoints', 'sealed'];
 
 /** `00000012.leaves`: segment numbers are zero-padded to 8 digits (wider when needed) so names sort. */
 export const segmentFileName = (k: number, kind: SegmentFileKind): string => `${String(k).padStart(8, '0')}.${kind}`;
 
-const SEGMENT_NAME = /^(\d{8,16})\.(leaves|idx|hashes|packs|checkpoints)$/;
+const SEGMENT_NAME = /^(\d{8,16})\.(leaves|idx|hashes|packs|checkpoints|sealed)$/;
 
 export function parseSegmentFileName(name: string): { k: number; kind: SegmentFileKind } | undefined {
   const m = SEGMENT_NAME.exec(name);
@@ -172,6 +172,55 @@ export function readIdxRecord(buf: Uint8Array, at: number): IdxRecord {
 
 /** Bytes per entry in a sealed segment's pack file (packs.ts). */
 export const PACK_RECORD = 24;
+
+// ---- sealed segments in pack order (k.sealed) ----------------------------------------------------
+
+/**
+ * A sealed segment rewritten in pack order (sealed.ts) replaces its `.leaves`, `.idx` and `.packs`
+ * with one file: a header, then the index section (N index records in entry order, leaf offsets
+ * absolute in this file), the pack section (the pack file format, offsets absolute in this file),
+ * then the leaf records, byte for byte as they were, grouped by pack (pack id ascending) and in
+ * entry order within a pack — so one pack's frames of the segment are one contiguous read.
+ *   0 "PCSL" | 4 u32 1 | 8 u32 entries N | 12 u32 packsAt | 16 u32 packsLen | 20 u32 leavesAt
+ *   24 u32 file length | 28 u32 crc32 of [0, 28) | 32 N × index record | packsAt pack section
+ *   | leavesAt leaf records
+ */
+export const SEALED_HEADER = 32;
+const SEALED_MAGIC = 0x5043534c; // "PCSL"
+
+export interface SealedLayout {
+  readonly entries: number;
+  readonly idxAt: number;
+  readonly packsAt: number;
+  readonly packsLen: number;
+  readonly leavesAt: number;
+  readonly length: number;
+}
+
+export function sealedHeader(l: Omit<SealedLayout, 'idxAt'>): Uint8Array {
+  const out = new Uint8Array(SEALED_HEADER);
+  const v = viewOf(out);
+  v.setUint32(0, SEALED_MAGIC);
+  v.setUint32(4, 1);
+  v.setUint32(8, l.entries);
+  v.setUint32(12, l.packsAt);
+  v.setUint32(16, l.packsLen);
+  v.setUint32(20, l.leavesAt);
+  v.setUint32(24, l.length);
+  v.setUint32(28, crc(out, 0, 28));
+  return out;
+}
+
+/** The layout a sealed file's header gives, or undefined when the header is damaged or inconsistent. */
+export function parseSealedHeader(b: Uint8Array): SealedLayout | undefined {
+  if (b.length < SEALED_HEADER) return undefined;
+  const v = viewOf(b);
+  if (v.getUint32(0) !== SEALED_MAGIC || v.getUint32(4) !== 1 || v.getUint32(28) !== crc(b, 0, 28)) return undefined;
+  const entries = v.getUint32(8);
+  const l: SealedLayout = { entries, idxAt: SEALED_HEADER, packsAt: v.getUint32(12), packsLen: v.getUint32(16), leavesAt: v.getUint32(20), length: v.getUint32(24) };
+  const ordered = l.packsAt === SEALED_HEADER + entries * IDX_RECORD && l.leavesAt === l.packsAt + l.packsLen && l.length >= l.leavesAt + entries * LEAF_OVERHEAD;
+  return ordered ? l : undefined;
+}
 
 // ---- pack registry (packs.registry) -------------------------------------------------------------
 

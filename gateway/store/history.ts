@@ -10,6 +10,7 @@
  */
 import { writeAtomic } from './files.js';
 import { buildPackFile, readPackEntries, scanIdxForPack, type PackEntry } from './packs.js';
+import { sealedPackReader } from './sealed.js';
 import { firstIndex, readIdx, readIdxRange, segPath, type StoreCore } from './core.js';
 
 /** A receive-time window in ms since the Unix epoch: since ≤ receivedAt < until. */
@@ -46,6 +47,7 @@ export function indexAtTime(core: StoreCore, t: number): number {
 
 /** Rewrites sealed segment k's pack file from its index (at seal, and when one is found damaged). */
 export async function writePackFile(core: StoreCore, k: number): Promise<void> {
+  if (core.sealed.has(k)) return; // rewritten in pack order meanwhile: its pack section is in k.sealed
   const path = segPath(core, k, 'packs');
   core.fds.forget(path);
   const delta = await writeAtomic(path, buildPackFile(readIdxRange(core, core.layout.start(k), core.layout.start(k + 1))));
@@ -61,6 +63,18 @@ export function packEntriesInSegment(core: StoreCore, k: number, packId: number)
   const start = core.layout.start(k);
   const end = Math.min(core.size, core.layout.start(k + 1));
   if (end <= start) return [];
+  const sealed = core.sealed.get(k);
+  if (sealed !== undefined) {
+    // Pack order: the pack section of the sealed file; if damaged, the index section answers (the
+    // leaf records' CRCs still guard every frame read).
+    let got: PackEntry[] | undefined;
+    try {
+      got = readPackEntries(sealedPackReader(core, k, sealed), packId, start, core.layout.perSegment);
+    } catch {
+      got = undefined;
+    }
+    return got ?? scanIdxForPack(readIdxRange(core, start, end), packId, start);
+  }
   if (end === core.layout.start(k + 1)) {
     const path = segPath(core, k, 'packs');
     let got: PackEntry[] | undefined;
@@ -81,11 +95,12 @@ export function packEntriesInSegment(core: StoreCore, k: number, packId: number)
 }
 
 /**
- * One pack's entries with since ≤ receivedAt < until, oldest first, one batch per segment (the
- * caller reads their leaves; batching keeps the per-entry cost to the read itself). An unknown
- * serial yields nothing. Throws STORE_CORRUPT / STORE_IO for damaged or unreadable files.
+ * One pack's entries with since ≤ receivedAt < until, oldest first, one batch per segment, each
+ * batch turned into T[] by `read` (the caller reads the leaves) in the same synchronous step that
+ * located it. An unknown serial yields nothing. Throws STORE_CORRUPT / STORE_IO for damaged or
+ * unreadable files.
  */
-export async function* packHistory(core: StoreCore, serial: string, range: TimeRange = {}): AsyncGenerator<PackEntry[]> {
+export async function* packHistory<T>(core: StoreCore, serial: string, range: TimeRange, read: (k: number, entries: readonly PackEntry[]) => T[]): AsyncGenerator<T[]> {
   const packId = core.packs.idOf(serial);
   if (packId === undefined) return;
   const from = range.since === undefined ? firstIndex(core) : indexAtTime(core, range.since);
@@ -93,8 +108,8 @@ export async function* packHistory(core: StoreCore, serial: string, range: TimeR
   if (from >= to) return;
   for (let k = core.layout.segmentOf(from); k <= core.layout.segmentOf(to - 1); k++) {
     if (k < core.firstSegment) continue; // pruned while the caller was busy
-    const batch = packEntriesInSegment(core, k, packId).filter((e) => e.index >= from && e.index < to);
-    if (batch.length > 0) yield batch;
+    const entries = packEntriesInSegment(core, k, packId).filter((e) => e.index >= from && e.index < to);
+    if (entries.length > 0) yield read(k, entries);
     await yieldToLoop();
   }
 }

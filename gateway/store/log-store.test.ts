@@ -49,6 +49,37 @@ describe('LogStore', () => {
       expect(store.size).toBe(3);
     });
 
+    it('with a pre-encoded leaf › stores those bytes and hashes that leaf hash into the tree', async () => {
+      const { store } = await fresh();
+      const a = sampleInput(0);
+      const data = sampleData(0);
+      const r = await store.append([{ ...a, encoded: { data, leafHash: leafHash(data) } }, sampleInput(1)]);
+      expect(r.entries.map((e) => e.leafHash)).toEqual(leaves(2).map(leafHash));
+      expect(store.get(0).data).toEqual(data);
+      expect(store.root()).toEqual(rootOfLeaves(leaves(2).map(leafHash)));
+    });
+
+    it('with a pre-encoded leaf whose receivedAt must be raised › encodes and hashes the clamped leaf anew', async () => {
+      const { store } = await fresh();
+      await store.append([sampleInput(5)]);
+      const late = sampleInput(1); // receivedAt before entry 0's: raised to it
+      const data = sampleData(1);
+      const r = await store.append([{ ...late, encoded: { data, leafHash: leafHash(data) } }]);
+      const stored = store.get(1);
+      expect(decodeLeaf(stored.data).receivedAt).toBe(T0 + 50);
+      expect(stored.data).not.toEqual(data);
+      expect(r.entries[0]?.leafHash).toEqual(leafHash(stored.data));
+      expect(store.root()).toEqual(rootOfLeaves([sampleData(5), stored.data].map(leafHash)));
+    });
+
+    it('with a pre-encoded leaf of a wrong size or hash length › rejects STORE_INPUT and stores nothing', async () => {
+      const { store } = await fresh();
+      const data = sampleData(0);
+      await expect(store.append([{ ...sampleInput(0), encoded: { data, leafHash: new Uint8Array(31) } }])).rejects.toMatchObject({ code: 'STORE_INPUT' });
+      await expect(store.append([{ ...sampleInput(0), encoded: { data: new Uint8Array(0), leafHash: leafHash(data) } }])).rejects.toMatchObject({ code: 'STORE_INPUT' });
+      expect(store.size).toBe(0);
+    });
+
     it('groups concurrent appends into commits without reordering or losing any', async () => {
       const { store } = await fresh({ maxBatchEntries: 16 });
       const calls = Array.from({ length: 40 }, (_, c) => store.append([sampleInput(2 * c), sampleInput(2 * c + 1)]));

@@ -14,12 +14,13 @@ import { proveRecord, proveTree, signCheckpoint, storedHashCount, storedHashInde
 import { GatewayError, invariant } from '../errors.js';
 import { Appender, type AppendResult, type LeafInput } from './appender.js';
 import { CheckpointWriter, checkpointDue, parseStored, readSegmentCheckpoints, type CheckpointPolicy, type StoredCheckpoint } from './checkpoints.js';
-import { Entry, TaskQueue, checkIndex, firstIndex, readIdxRange, readLeaf, readLeafAt, segPath, type StoreCore, type StoreStats, type StoredEntry } from './core.js';
-import { FILES, IDX_RECORD, MAX_LEAF_RECORD, parseLeafRecord, readIdxRecord, segmentFileName } from './format.js';
+import { Entry, TaskQueue, checkIndex, firstIndex, readIdxRange, readLeaf, readLeafAt, readLeavesOf, segPath, type StoreCore, type StoreStats, type StoredEntry } from './core.js';
+import { FILES, IDX_RECORD, MAX_LEAF_RECORD, parseLeafRecord, parseSegmentFileName, readIdxRecord, segmentFileName, type SealedLayout } from './format.js';
 import { FdCache, ioError, writeAtomic } from './files.js';
 import { FrontierReader, SegmentLayout, StoreHashReader } from './hashes.js';
 import { findCounter, packHistory, writePackFile, type TimeRange } from './history.js';
-import { checkLatest, checkOptions, openConfig, readSideFiles, recoverLog, replayPacks, type LogStoreOptions, type OpenReport } from './open.js';
+import { PACK_ORDER_MIN_BITS, checkLatest, checkOptions, openConfig, readSideFiles, recoverLog, replayPacks, type LogStoreOptions, type OpenReport } from './open.js';
+import { readSealedLayout, sealSegment, sealable } from './sealed.js';
 import { PackIndex } from './packs.js';
 import { measureUsage } from './quota.js';
 import { encodeState, type PackSummary } from './state.js';
@@ -30,6 +31,20 @@ const yieldToLoop = (): Promise<void> =>
   new Promise((resolve) => {
     setImmediate(resolve);
   });
+
+/**
+ * Runs a block read and returns what it threw, so entries() can yield every entry before a damaged
+ * record and only then throw: the error comes exactly at the damaged entry, as callers (gateway
+ * verify) expect, whatever the block size.
+ */
+function collect(read: () => void): { error: unknown } | undefined {
+  try {
+    read();
+    return undefined;
+  } catch (error) {
+    return { error };
+  }
+}
 
 export class LogStore {
   readonly #core: StoreCore;
@@ -42,6 +57,8 @@ export class LogStore {
   /** The latest checkpoint and when it was signed (for one found on open: the open time). */
   #latest: { cp: StoredCheckpoint; at: number } | undefined;
   #closed = false;
+  /** Segments whose pack-order rewrite is queued. */
+  readonly #sealing = new Set<number>();
 
   private constructor(core: StoreCore, queue: TaskQueue, report: OpenReport, latest: StoredCheckpoint | undefined, release: () => Promise<void>, maxBatch: number, clock: () => number) {
     this.#core = core;
@@ -63,6 +80,8 @@ export class LogStore {
           }).catch(() => {
             core.stats.ioErrors++; // open() rebuilds a missing pack file; history falls back to the index
           });
+          // The segment before k is now neither the last nor above the mark: rewrite it in pack order.
+          if (sealable(core, k - 1)) this.#sealBacklog(k - 1);
         },
       },
       maxBatch,
@@ -82,8 +101,16 @@ export class LogStore {
       const side = await readSideFiles(o.dir, config, o.readOnly);
       const layout = new SegmentLayout(config.segmentBits);
       const rec = await recoverLog(o.dir, layout, fds, side, o.readOnly);
+      const sealed = new Map<number, SealedLayout>();
+      for (const name of await readdir(o.dir)) {
+        const f = parseSegmentFileName(name);
+        if (f?.kind !== 'sealed' || f.k < rec.firstSegment || layout.start(f.k + 1) > rec.size) continue;
+        const l = readSealedLayout({ fds }, join(o.dir, name), layout.perSegment);
+        if (l === undefined) throw new GatewayError('STORE_CORRUPT', `gateway: store: ${name}: damaged header or size`); // recovery checked it: a bug or a race
+        sealed.set(f.k, l);
+      }
       const queue = new TaskQueue();
-      const stats: StoreStats = { appendCalls: 0, appendedEntries: 0, commits: 0, quotaRejects: 0, inputRejects: 0, ioErrors: 0, prunedSegments: 0, checkpoints: 0, packFilesRebuilt: 0 };
+      const stats: StoreStats = { appendCalls: 0, appendedEntries: 0, commits: 0, quotaRejects: 0, inputRejects: 0, ioErrors: 0, prunedSegments: 0, checkpoints: 0, packFilesRebuilt: 0, sealedSegments: 0 };
       const coreRef: { core?: StoreCore } = {};
       const reader = new StoreHashReader(o.dir, layout, fds, side.pruned, () => storedHashCount(coreRef.core?.size ?? 0), () => coreRef.core?.firstSegment ?? 0);
       const core: StoreCore = {
@@ -98,6 +125,8 @@ export class LogStore {
         quotaBytes: o.quotaBytes,
         stats,
         writer: o.readOnly ? undefined : new SegmentWriter(o.dir, layout, new FrontierReader(reader), rec.size, rec.leavesEnd),
+        sealed,
+        packOrder: o.packOrder ?? config.segmentBits >= PACK_ORDER_MIN_BITS,
         size: rec.size,
         firstSegment: rec.firstSegment,
         syncedSize: Math.min(side.state?.syncedSize ?? 0, rec.size),
@@ -135,9 +164,10 @@ export class LogStore {
         // Sealed segments whose pack file a crash prevented (normally at most the last one).
         const have = new Set(names);
         for (let k = core.firstSegment; core.layout.start(k + 1) <= core.size; k++) {
-          if (!have.has(segmentFileName(k, 'packs'))) await writePackFile(core, k);
+          if (!core.sealed.has(k) && !have.has(segmentFileName(k, 'packs'))) await writePackFile(core, k);
         }
         await store.#persistState(); // moves the recovery mark up to what was just verified
+        store.#sealBacklog(core.firstSegment); // segments a crash (or an older version) left in entry order
       }
       return store;
     } catch (e) {
@@ -231,16 +261,34 @@ export class LogStore {
       if (k < core.firstSegment) throw range(`entry ${a} was pruned while iterating`);
       const b = Math.min(to, core.layout.start(k + 1), a + 4096);
       const idx = readIdxRange(core, a, b);
+      if (core.sealed.has(k)) {
+        // Pack order: entries in index order are scattered through the file, one read each; the
+        // block is read in one synchronous step, so a concurrent rewrite cannot split it.
+        const block: StoredEntry[] = [];
+        const failure = collect(() => {
+          for (let i = a; i < b; i++) block.push(this.#entry(readLeafAt(core, i, readIdxRecord(idx, (i - a) * IDX_RECORD).offset)));
+        });
+        yield* block;
+        if (failure) throw failure.error;
+        a = b;
+        await yieldToLoop();
+        continue;
+      }
       const lo = readIdxRecord(idx, 0).offset;
       const hiRec = readIdxRecord(idx, (b - a - 1) * IDX_RECORD);
       const path = segPath(core, k, 'leaves');
       const buf = core.fds.read(path, lo, hiRec.offset - lo + MAX_LEAF_RECORD);
-      for (let i = a; i < b; i++) {
-        const at = readIdxRecord(idx, (i - a) * IDX_RECORD).offset - lo;
-        const r = parseLeafRecord(buf, at, i);
-        if (!r.ok) throw new GatewayError('STORE_CORRUPT', `gateway: store: ${path}: entry ${i}: ${r.why}`);
-        yield this.#entry({ ...r.record, data: r.record.data.slice() });
-      }
+      const block: StoredEntry[] = [];
+      const failure = collect(() => {
+        for (let i = a; i < b; i++) {
+          const at = readIdxRecord(idx, (i - a) * IDX_RECORD).offset - lo;
+          const r = parseLeafRecord(buf, at, i);
+          if (!r.ok) throw new GatewayError('STORE_CORRUPT', `gateway: store: ${path}: entry ${i}: ${r.why}`);
+          block.push(this.#entry({ ...r.record, data: r.record.data.slice() }));
+        }
+      });
+      yield* block;
+      if (failure) throw failure.error;
       a = b;
       await yieldToLoop();
     }
@@ -252,9 +300,9 @@ export class LogStore {
    */
   async *history(serial: string, window: TimeRange = {}): AsyncGenerator<StoredEntry> {
     this.#live();
-    for await (const batch of packHistory(this.#core, serial, window)) {
-      for (const e of batch) yield this.#entry(readLeafAt(this.#core, e.index, e.offset));
-    }
+    // Each batch (one segment) is located and read in one synchronous step: a pack-order rewrite of
+    // that segment between the two would move its records.
+    for await (const batch of packHistory(this.#core, serial, window, (k, entries) => readLeavesOf(this.#core, k, entries).map((r) => this.#entry(r)))) yield* batch;
   }
 
   /** The newest entry ≥ notBefore holding this pack's `counter`, or undefined (the ingest's duplicate check). */
@@ -343,6 +391,30 @@ export class LogStore {
     await this.#core.packs.close();
     this.#core.fds.closeAll();
     await this.#release();
+  }
+
+  /**
+   * Rewrites sealable segments from `from` on in pack order, one write-queue task at a time (so
+   * checkpoints and prunes queued meanwhile run in between). A failure is counted and the segment
+   * stays in entry order (it is still read correctly); the next open tries again.
+   */
+  #sealBacklog(from: number): void {
+    const core = this.#core;
+    let k = from;
+    while (k < core.firstSegment || (core.layout.start(k + 2) <= core.size && core.sealed.has(k))) k++;
+    if (!sealable(core, k) || this.#sealing.has(k)) return;
+    this.#sealing.add(k);
+    this.#enqueue(() => sealSegment(core, k))
+      .then(
+        () => {
+          this.#sealing.delete(k);
+          if (!this.#closed) this.#sealBacklog(k + 1);
+        },
+        () => {
+          this.#sealing.delete(k);
+          core.stats.ioErrors++;
+        },
+      );
   }
 
   #entry(r: { index: number; data: Uint8Array; receivedAt: number; counter: number; packId: number }): StoredEntry {

@@ -35,7 +35,16 @@ export interface LogStoreOptions {
   readonly readOnly?: boolean;
   /** Clock for the checkpoint policy, ms since the Unix epoch (default Date.now). */
   readonly clock?: () => number;
+  /**
+   * Rewrite each sealed segment in pack order once the next one is sealed too (sealed.ts), so one
+   * pack's history is one read per segment on a cold cache. Default: on for segments of ≥ 2^12
+   * entries (a smaller segment is a few reads whatever its order).
+   */
+  readonly packOrder?: boolean;
 }
+
+/** Segment sizes from which sealed segments are rewritten in pack order unless `packOrder` says otherwise. */
+export const PACK_ORDER_MIN_BITS = 12;
 
 /** What open found and did; the daemon logs it. */
 export interface OpenReport {
@@ -71,6 +80,7 @@ export interface CheckedOptions {
   readonly maxBatchEntries: number;
   readonly readOnly: boolean;
   readonly clock: () => number;
+  readonly packOrder: boolean | undefined;
 }
 
 /** Validates options. Throws STORE_CONFIG. */
@@ -93,7 +103,8 @@ export function checkOptions(o: LogStoreOptions): CheckedOptions {
   const maxBatchEntries = o.maxBatchEntries ?? DEFAULT_MAX_BATCH_ENTRIES;
   if (!Number.isSafeInteger(maxBatchEntries) || maxBatchEntries < 1 || maxBatchEntries > 65_536) throw config('maxBatchEntries: expected an integer in 1..65536');
   if (o.clock !== undefined && typeof o.clock !== 'function') throw config('clock: expected a function returning ms');
-  return { dir: o.dir, origin: o.origin, quotaBytes, segmentBits: bits, maxBatchEntries, readOnly: o.readOnly === true, clock: o.clock ?? Date.now };
+  if (o.packOrder !== undefined && typeof o.packOrder !== 'boolean') throw config('packOrder: expected true or false');
+  return { dir: o.dir, origin: o.origin, quotaBytes, segmentBits: bits, maxBatchEntries, readOnly: o.readOnly === true, clock: o.clock ?? Date.now, packOrder: o.packOrder };
 }
 
 /** Takes the lock (unless read-only) and reads or creates log.json. */

@@ -41,8 +41,8 @@ export function prunableSegment(core: StoreCore): number | undefined {
   return core.layout.start(k + 1) <= Math.min(core.syncedSize, core.checkpointSize) ? k : undefined;
 }
 
-/** Deletion order: derived files first, leaf records last (recovery treats leaves as the segment). */
-const PRUNE_ORDER: readonly SegmentFileKind[] = ['packs', 'checkpoints', 'idx', 'hashes', 'leaves'];
+/** Deletion order: derived files first, leaf records last (recovery treats leaves or sealed as the segment). */
+const PRUNE_ORDER: readonly SegmentFileKind[] = ['packs', 'checkpoints', 'idx', 'hashes', 'leaves', 'sealed'];
 
 /** Called from inside the store's write queue: they must not queue work themselves. */
 export interface PruneHooks {
@@ -83,6 +83,7 @@ export async function pruneOldest(core: StoreCore, hooks: PruneHooks): Promise<v
     for (const kind of PRUNE_ORDER) {
       const path = segPath(core, k, kind);
       core.fds.forget(path);
+      if (kind === 'sealed') core.sealed.delete(k);
       try {
         const size = (await stat(path)).size;
         core.usage -= size;

@@ -30,6 +30,7 @@ import {
 } from './format.js';
 import { syncDir, type FdCache } from './files.js';
 import { FrontierReader, StoreHashReader, type SegmentLayout } from './hashes.js';
+import { readSealedLayout } from './sealed.js';
 
 export interface RecoverOptions {
   readonly dir: string;
@@ -75,8 +76,17 @@ function planDirectory(o: RecoverOptions): { segments: number[]; deletions: stri
     if (!s) kinds.set(p.k, (s = new Set()));
     s.add(p.kind);
   }
-  let segments = [...kinds.keys()].filter((k) => kinds.get(k)?.has('leaves')).sort((a, b) => a - b);
   const deletions: string[] = [];
+  // A pack-order rewrite (sealed.ts) that crashed after its rename and before deleting the files it
+  // replaced: the sealed file was complete and fsynced before the rename, so it wins.
+  for (const [k, has] of kinds) {
+    if (!has.has('sealed')) continue;
+    for (const kind of ['leaves', 'idx', 'packs'] as const) {
+      if (!has.delete(kind)) continue;
+      deletions.push(segmentFileName(k, kind));
+    }
+  }
+  let segments = [...kinds.keys()].filter((k) => kinds.get(k)?.has('leaves') === true || kinds.get(k)?.has('sealed') === true).sort((a, b) => a - b);
   const dropAll = (k: number): void => {
     for (const kind of kinds.get(k) ?? []) deletions.push(segmentFileName(k, kind));
   };
@@ -85,7 +95,7 @@ function planDirectory(o: RecoverOptions): { segments: number[]; deletions: stri
   while (segments.length > 1) {
     const k = segments[0] as number;
     const has = kinds.get(k);
-    if (has?.has('idx') && has.has('hashes')) break;
+    if ((has?.has('idx') === true || has?.has('sealed') === true) && has.has('hashes')) break;
     if (!o.layout.topHashIndexes(k).every((i) => o.pruned.has(i))) break;
     dropAll(k);
     kinds.delete(k);
@@ -110,6 +120,13 @@ function planDirectory(o: RecoverOptions): { segments: number[]; deletions: stri
 function checkFullSegment(o: RecoverOptions, k: number, kinds: Set<SegmentFileKind> | undefined): void {
   const { layout, fds, dir } = o;
   const path = (kind: SegmentFileKind): string => join(dir, segmentFileName(k, kind));
+  if (kinds?.has('sealed') === true) {
+    // Rewritten in pack order: its header must be intact and agree with the file's size.
+    if (!kinds.has('hashes')) throw corrupt(`segment ${k} is missing its hashes file`);
+    if (fds.size(path('hashes')) !== layout.hashCount(k) * HASH_SIZE) throw corrupt(`${path('hashes')} does not hold the segment's ${layout.hashCount(k)} hashes`);
+    if (readSealedLayout({ fds }, path('sealed'), layout.perSegment) === undefined) throw corrupt(`${path('sealed')}: damaged header, or its size is not the header's`);
+    return;
+  }
   if (!kinds?.has('idx') || !kinds.has('hashes')) throw corrupt(`segment ${k} is missing its index or hashes file`);
   if (fds.size(path('idx')) !== layout.perSegment * IDX_RECORD) throw corrupt(`${path('idx')} does not hold ${layout.perSegment} entries`);
   if (fds.size(path('hashes')) !== layout.hashCount(k) * HASH_SIZE) throw corrupt(`${path('hashes')} does not hold the segment's ${layout.hashCount(k)} hashes`);
@@ -142,6 +159,13 @@ export async function recover(o: RecoverOptions): Promise<Recovery> {
     return { size: 0, firstSegment: 0, leavesEnd: 0, cutEntries: 0, cutBytes: 0, ...common };
   }
   for (let k = first; k < last; k++) checkFullSegment(o, k, plan.kinds.get(k));
+  if (plan.kinds.get(last)?.has('sealed') === true) {
+    // Only segments below the last are rewritten in pack order; a sealed last segment means the
+    // segments after it were deleted by hand (their entries were durable): checked as complete.
+    if (o.mark > layout.start(last + 1)) throw corrupt(`the log ends in segment ${last} but ${o.mark} entries were durable`);
+    checkFullSegment(o, last, plan.kinds.get(last));
+    return { size: layout.start(last + 1), firstSegment: first, leavesEnd: 0, cutEntries: 0, cutBytes: 0, ...common };
+  }
 
   const base = layout.start(last);
   const P = layout.perSegment;

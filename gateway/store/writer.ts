@@ -20,6 +20,8 @@ import type { FrontierReader, SegmentLayout } from './hashes.js';
 /** An entry ready to be written: encoded leaf data and what the index records about it. */
 export interface PreparedEntry {
   readonly data: Uint8Array;
+  /** RFC 9162 leaf hash of `data` when the caller has it (EncodedLeaf); else the commit computes it. */
+  readonly leafHash: Uint8Array | undefined;
   readonly receivedAt: number;
   readonly counter: number;
   readonly packId: number;
@@ -96,7 +98,7 @@ export class SegmentWriter {
         const index = first + i;
         writeIdxRecord(idxBuf, i * IDX_RECORD, { receivedAt: e.receivedAt, counter: e.counter, offset: this.#leavesEnd + lat, packId: e.packId });
         lat += writeLeafRecord(leavesBuf, lat, { index, receivedAt: e.receivedAt, counter: e.counter, packId: e.packId, batchBack: i }, e.data);
-        const lh = leafHash(e.data);
+        const lh = e.leafHash ?? leafHash(e.data);
         leafHashes.push(lh);
         const hs = storedHashesForLeafHash(index, lh, this.frontier);
         const at = storedHashIndex(0, index);
