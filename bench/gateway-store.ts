@@ -6,9 +6,12 @@
  * inclusion/consistency proof time and one pack's full history. Entries cycle over 100 packs, so
  * one pack holds 1 % of the log (100 k of 10 M). Rates are also given as ratios to the harness
  * baseline (raw Ed25519 verify): the gateway must append far faster than it can verify. Build data
- * lives under os.tmpdir() and is deleted afterwards; the page cache is warm when the child opens.
+ * lives under os.tmpdir() and is deleted afterwards. Before the restart the page cache is dropped
+ * (`sync; echo 3 > /proc/sys/vm/drop_caches`, when run as root), so open time and the first history
+ * read are cold, as after a reboot; otherwise they are as warm as the build left them (said in the note).
  */
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -100,6 +103,17 @@ interface ChildFigures {
   report: { replayedEntries: number };
 }
 
+/** Drops the page cache (root only): true when it did, so the next reads come from the disk. */
+function dropCaches(): boolean {
+  try {
+    execFileSync('sync');
+    writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function measureInChild(dir: string): ChildFigures {
   const out = execFileSync(process.execPath, ['--import', 'tsx', join(here, 'gateway-store-child.ts'), dir, 'PACK-0042'], { cwd: join(here, '..'), encoding: 'utf8', maxBuffer: 1 << 20 });
   return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as ChildFigures;
@@ -117,25 +131,42 @@ async function large(n: number, label: string): Promise<Result[]> {
   try {
     process.stderr.write(`  building a ${label}-entry store in ${dir}\n`);
     const buildMs = await build(dir, n);
+    const cold = dropCaches();
     const f = measureInChild(dir);
     await copyFile(join(dir, CRASH_STATE), join(dir, 'state.json'));
+    dropCaches();
     const c = measureInChild(dir);
     const disk = execFileSync('du', ['-sb', dir], { encoding: 'utf8' }).split('\t')[0];
+    const cache = cold ? 'cold page cache' : 'page cache as the build left it';
     const note = (s: string): string => `${label} entries; ${s}`;
+    // The issue's targets are stated for 1 M and 10 M (RSS, restart) and for 10 M (proofs, history).
+    const at10M = (t: string): string => (n >= 10_000_000 ? t : `${t} at 10 M`);
     return [
       { name: `build a ${label} store (append, calls of 8192)`, opsPerSec: n / (buildMs / 1000), note: note(`${(buildMs / 1000).toFixed(1)} s, ${(Number(disk) / 2 ** 30).toFixed(2)} GiB on disk`) },
-      { name: `restart: open a ${label} store (fresh process)`, opsPerSec: 1000 / f.openMs, note: note(`${f.openMs.toFixed(0)} ms; RSS ${f.rssBefore} MB before open (Node + tsx), ${f.rssOpen} after, ${f.rssAfter} after queries`) },
+      {
+        name: `restart: open a ${label} store (fresh process)`,
+        opsPerSec: 1000 / f.openMs,
+        note: note(`${f.openMs.toFixed(0)} ms, ${cache}; RSS ${f.rssBefore} MB before open (Node + tsx), ${f.rssOpen} after, ${f.rssAfter} after queries`),
+        target: '< 2 s; RSS < 200 MB',
+      },
       {
         name: `restart after a power cut: open a ${label} store`,
         opsPerSec: 1000 / c.openMs,
-        note: note(`${c.openMs.toFixed(0)} ms; recovery re-read ${c.report.replayedEntries.toLocaleString('en-US')} entries of the last segment; RSS ${c.rssOpen} MB after open`),
+        note: note(`${c.openMs.toFixed(0)} ms, ${cache}; recovery re-read ${c.report.replayedEntries.toLocaleString('en-US')} entries of the last segment; RSS ${c.rssOpen} MB after open`),
+        target: '< 2 s; RSS < 200 MB',
       },
-      { name: `inclusion proof at ${label}`, opsPerSec: 1e6 / f.proofUs, note: note(`${f.proofUs.toFixed(1)} µs each, 2000 random indexes; ${f.proofWarmUs.toFixed(1)} µs repeated (page cache warm)`) },
+      {
+        name: `inclusion proof at ${label}`,
+        opsPerSec: 1e6 / f.proofUs,
+        note: note(`${f.proofUs.toFixed(1)} µs each, 2000 random indexes (${cache}); ${f.proofWarmUs.toFixed(1)} µs repeated (warm)`),
+        target: at10M('< 1 ms'),
+      },
       { name: `consistency proof at ${label}`, opsPerSec: 1e6 / f.consistencyUs, note: note(`${f.consistencyUs.toFixed(1)} µs each`) },
       {
         name: `one pack's history among ${label} (frames read back)`,
         opsPerSec: f.entries / (f.historyMs / 1000),
-        note: note(`${f.entries.toLocaleString('en-US')} frames in ${f.historyMs.toFixed(0)} ms; ${f.historyWarmMs.toFixed(0)} ms repeated (page cache warm)`),
+        note: note(`${f.entries.toLocaleString('en-US')} frames in ${f.historyMs.toFixed(0)} ms (${cache}); ${f.historyWarmMs.toFixed(0)} ms repeated (warm)`),
+        target: at10M('100 k frames < 1 s'),
       },
     ];
   } finally {

@@ -1,29 +1,44 @@
 /**
- * `npm run bench`: protocol throughput, each figure as a ratio to raw crypto.verify measured in the
- * same run (bench/harness.ts). Later issues add ingest, sync, restart and history figures here.
+ * `npm run bench`: every module's benchmarks, each figure as a ratio to raw crypto.verify measured in
+ * the same run just before its section (bench/harness.ts), printed and written to
+ * docs/performance.md with the machine they ran on. A module adds its figures with one line in
+ * `sections` (a title and a function returning `Result`s). BENCH_LARGE=1 adds the 10 M-entry store.
  */
-import { cpus } from 'node:os';
-import { baselineVerifyRate, formatTable, type Result } from './harness.js';
+import { writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { baselineVerifyRate, describeMachine, formatTable, renderReport, type Result, type Section } from './harness.js';
 import { identityBenchmarks, identityFixture, protocolBenchmarks } from './protocol.js';
 import { ingestBenchmarks } from './gateway-ingest.js';
+import { ptyIngestBenchmarks } from './ingest-pty.js';
 import { gatewayStoreBenchmarks } from './gateway-store.js';
 import { benchProvision } from './provision.js';
 
-const baseline = baselineVerifyRate();
-const results: Result[] = [];
-const fixture = await identityFixture();
-for (const r of [...protocolBenchmarks(), ...identityBenchmarks(fixture)]) {
-  results.push(r);
-  process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s\n`);
+const sections: Section[] = [
+  { title: 'Protocol', run: async () => [...protocolBenchmarks(), ...identityBenchmarks(await identityFixture())] },
+  { title: 'Gateway log store (bench/gateway-store.ts)', run: () => gatewayStoreBenchmarks() },
+  { title: 'Gateway ingest, in-memory source (bench/gateway-ingest.ts)', run: () => ingestBenchmarks() },
+  { title: 'Gateway ingest from 20 ptys (bench/ingest-pty.ts)', run: () => ptyIngestBenchmarks() },
+  { title: 'Provisioning station (bench/provision.ts)', run: () => benchProvision() },
+];
+
+const machine = describeMachine();
+const started = process.hrtime.bigint();
+const done: { title: string; baseline: number; results: Result[] }[] = [];
+for (const s of sections) {
+  // A baseline per section: on a shared machine what other jobs leave of the cores drifts.
+  const baseline = baselineVerifyRate();
+  process.stderr.write(`${s.title} (baseline ${Math.round(baseline)}/s)\n`);
+  const results: Result[] = [];
+  for (const r of await s.run(baseline)) {
+    results.push(r);
+    process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s ${r.note ?? ''}\n`);
+  }
+  done.push({ title: s.title, baseline, results });
 }
-for (const r of [...(await gatewayStoreBenchmarks()), ...(await ingestBenchmarks())]) {
-  results.push(r);
-  process.stderr.write(`  ${r.name}: ${Math.round(r.opsPerSec)}/s ${r.note ?? ''}\n`);
-}
-for (const r of await benchProvision()) {
-  results.push(r);
-  process.stderr.write(`  ${r.name}: ${r.note ?? ''}\n`);
-}
-const cpu = cpus()[0]?.model ?? 'unknown CPU';
-process.stdout.write(`packchain benchmarks — Node ${process.version}, ${cpus().length} × ${cpu}\n\n`);
-process.stdout.write(formatTable(baseline, results) + '\n');
+const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+process.stdout.write(`packchain benchmarks — Node ${machine.node}, ${machine.cores} × ${machine.cpu}, ${machine.ramGiB} GiB\n`);
+for (const d of done) process.stdout.write(`\n## ${d.title}\n\n${formatTable(d.baseline, d.results)}\n`);
+const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'performance.md');
+writeFileSync(out, renderReport(machine, done, seconds));
+process.stdout.write(`\nwritten: ${out}\n`);

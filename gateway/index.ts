@@ -11,7 +11,7 @@ export { LogStore } from './store/log-store.js';
 export type { StoredEntry } from './store/core.js';
 export { DEFAULT_QUOTA_BYTES, type LogStoreOptions, type OpenReport } from './store/open.js';
 export { checkpointDue, DEFAULT_CHECKPOINT_POLICY, type CheckpointPolicy, type StoredCheckpoint } from './store/checkpoints.js';
-export type { AppendResult, AppendedEntry, LeafInput } from './store/appender.js';
+export type { AppendResult, AppendedEntry, EncodedLeaf, LeafInput } from './store/appender.js';
 export type { PackEntry } from './store/packs.js';
 export type { TimeRange } from './store/history.js';
 
@@ -27,6 +27,7 @@ export type { BackoffOptions } from './transport/limits.js';
 export { IngestPipeline, type PipelineOptions, type PipelineStatus } from './ingest/pipeline.js';
 export { logPort, type IngestEntry, type IngestLog } from './ingest/log-port.js';
 export { VerifyPool, type VerifyJob, type VerifyPoolOptions, type VerifyPoolStats } from './ingest/verify.js';
+export type { LeafFields } from './ingest/verify-frame.js';
 export { SECURITY_CODES, type IngestRejectCode, type QuarantineStatus, type RejectSample } from './ingest/quarantine.js';
 export type { SessionInfo } from './ingest/session.js';
 export type { DeviceStats } from './ingest/stats.js';

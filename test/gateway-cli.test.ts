@@ -108,7 +108,7 @@ describe('packchain gateway status', () => {
     expect(o).toMatch(/^gateway {5}line-3-gw1 \(packchain\.gateway\/line-3-gw1\) {2}v0\.1\.0 {2}pid 4242 {2}up 2h 0m {2}healthy$/m);
     expect(o).toMatch(/^log {9}12,345 entries \(first 0\) {2}5\.0 MiB of 8\.0 GiB \(0%\) {2}commits 321 {2}commit p50 ≤ 5 ms, p99 ≤ 500 ms$/m);
     expect(o).toMatch(/^checkpoint {2}12,000 entries, signed 4s ago$/m);
-    expect(o).toMatch(/^sync {8}https:\/\/ledger\.example\.com {2}synced 12,000, lag 345 entries \(1m 30s\)$/m);
+    expect(o).toMatch(/^sync {8}https:\/\/ledger\.example\.com {2}synced 12,000, lag 345 entries \(oldest 1m 30s\) {2}last success 5s ago$/m);
     expect(o).toMatch(/^serial +serial:\/dev\/serial\/by-id\/usb-FTDI_A1 +open +1h 0m +3 +195\.3 KiB +100 B +10 +3 +-$/m);
     expect(o).toMatch(/^serial +serial:\/dev\/serial\/by-id\/usb-FTDI_B2 +absent +- +0 .* ENOENT$/m);
     expect(o).toMatch(/^PACK-0001 +serial:\/dev\/serial\/by-id\/usb-FTDI_A1 +10,000 +1\.50 +2s ago +9999 +3 +7 +1$/m);

@@ -7,6 +7,7 @@
  * only what is durable). A failed append hands its whole batch to `failed`; nothing of it is acked.
  */
 import type { LogLeaf } from '../../protocol/index.js';
+import type { EncodedLeaf } from '../store/appender.js';
 import type { DeviceChannel } from '../transport/types.js';
 import type { IngestLog } from './log-port.js';
 
@@ -15,9 +16,11 @@ export interface ToStore {
   readonly ch: DeviceChannel;
   readonly serial: string;
   readonly counter: number;
-  /** SHA-256 of the COSE bytes (the dedupe key). */
+  /** SHA-256 of the frame's signed payload (the dedupe key, dedupe.ts). */
   readonly hash: Uint8Array;
   readonly leaf: LogLeaf;
+  /** The leaf's encoding and leaf hash from the verification step. */
+  readonly encoded?: EncodedLeaf;
 }
 
 export interface CommitterHooks {

@@ -5,16 +5,26 @@
  * counters that never arrived are recorded as gaps until a resend fills them.
  *
  * Per pack serial the table keeps: the highest and lowest counter stored, a bounded sorted list of
- * gap ranges, a recent window of (counter → SHA-256 of the COSE bytes as received), and the frames
+ * gap ranges, a recent window of (counter → the frame's identity), and the frames
  * classified but not yet durable (so two copies of one frame in flight are stored once). A counter
  * outside all of these is looked up in the log through the `lookup` function the caller passes
- * (the store's per-pack counter index). The state that must outlive a crash (highest, lowest, gaps,
+ * (the store's per-pack counter index). A frame's identity is the SHA-256 of its signed payload, not
+ * of the COSE bytes: anyone can turn a valid ES256 signature into a second valid one (s → n − s) and
+ * secure elements' high-S signatures must be accepted, so two copies that differ only in the
+ * signature are the same frame — a duplicate, acked again — never a replay that would lock the
+ * pack's own copy out (test/hostile.test.ts "ES256 signature malleability").
+ * The state that must outlive a crash (highest, lowest, gaps,
  * counts) is small and goes into a snapshot (ingest-state.ts); the window is rebuilt on demand.
  *
  * State changes only in `commit`, which the caller invokes in log order once an append is durable,
  * so replaying the log's entries after a snapshot through `commit` rebuilds exactly the live state.
  */
-import { bytesEqual } from '../../protocol/index.js';
+import { bytesEqual, parseSign1, sha256 } from '../../protocol/index.js';
+
+/** A frame's identity for dedupe: SHA-256 of its signed payload (see above). Throws COSE_* for bytes that are not a COSE_Sign1. */
+export function frameIdentity(cose: Uint8Array): Uint8Array {
+  return sha256(parseSign1(cose).payload);
+}
 
 /**
  * What a verified frame is, relative to what the log holds:
@@ -23,9 +33,9 @@ import { bytesEqual } from '../../protocol/index.js';
  * - `gap-fill`: a counter inside a recorded gap; stored, the gap shrinks.
  * - `late`: below the lowest stored counter, or in a gap the table had to forget (and the log
  *   confirms it does not hold the counter); stored.
- * - `duplicate`: the log holds (or is about to hold) this counter with these exact bytes: not
+ * - `duplicate`: the log holds (or is about to hold) this counter with this signed payload: not
  *   stored again, acked again once `durable` resolves true, counted.
- * - `replay`: the log holds this counter with different bytes — a counter rollback, a flash image
+ * - `replay`: the log holds this counter with a different payload — a counter rollback, a flash image
  *   restored, a cloned key: refused (COUNTER_REPLAY), never stored, never acked.
  */
 export type Classification =
@@ -35,7 +45,7 @@ export type Classification =
   | { readonly kind: 'duplicate'; readonly durable: true | Promise<boolean> }
   | { readonly kind: 'replay' };
 
-/** Returns the SHA-256 of the COSE bytes the log stores for (serial, counter), or undefined. */
+/** Returns the identity (SHA-256 of the signed payload) of the frame the log stores for (serial, counter), or undefined. */
 export type CounterLookup = (serial: string, counter: number) => Promise<Uint8Array | undefined>;
 
 export interface PackCounts {

@@ -30,6 +30,7 @@ import {
 } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
 import type { IngestEntry, IngestLog } from './log-port.js';
+import { frameIdentity } from './dedupe.js';
 
 const DAY = 86_400_000;
 export const VALIDITY = { notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + 365 * DAY) };
@@ -202,7 +203,7 @@ export class MemoryLog implements IngestLog {
   frameHash(serial: string, counter: number): Promise<Uint8Array | undefined> {
     const i = this.byCounter.get(`${serial}/${counter}`);
     const d = i === undefined ? undefined : this.data[i];
-    return Promise.resolve(d === undefined ? undefined : sha256(decodeLeaf(d).frame));
+    return Promise.resolve(d === undefined ? undefined : frameIdentity(decodeLeaf(d).frame));
   }
 
   async *leaves(from: number, to: number): AsyncIterable<Uint8Array> {

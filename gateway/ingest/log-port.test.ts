@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { decodeLeaf, gatewayOrigin, okResponse, sha256, toHex, type TrustStore } from '../../protocol/index.js';
+import { decodeLeaf, gatewayOrigin, okResponse, parseSign1, sha256, toHex, type TrustStore } from '../../protocol/index.js';
 import { LogStore } from '../store/log-store.js';
 import { MemoryTransport, type MemoryDevice } from '../transport/memory.js';
 import { TestFactory, type TestPack } from './ingest-testkit.js';
@@ -42,7 +42,7 @@ describe('logPort over LogStore', () => {
     expect(await port.append([entry(0), entry(1)])).toBe(0);
     expect(await port.append([entry(5)])).toBe(2);
     expect(port.size).toBe(3);
-    expect(toHex((await port.frameHash(pack.serial, 5)) ?? new Uint8Array())).toBe(toHex(sha256(pack.frame(5))));
+    expect(toHex((await port.frameHash(pack.serial, 5)) ?? new Uint8Array())).toBe(toHex(sha256(parseSign1(pack.frame(5)).payload)));
     expect(await port.frameHash(pack.serial, 3)).toBeUndefined();
     expect(await port.frameHash('OTHER', 0)).toBeUndefined();
     const counters: number[] = [];

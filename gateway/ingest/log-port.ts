@@ -5,22 +5,26 @@
  * the ingest snapshot for crash recovery. Keeping the pipeline behind this small interface lets its
  * unit tests run on an in-memory log with the same contract (STYLE.md: storage behind an interface).
  */
-import { decodeLeaf, sha256, type LogLeaf } from '../../protocol/index.js';
+import { decodeLeaf, type LogLeaf } from '../../protocol/index.js';
 import { isGatewayError } from '../errors.js';
+import type { EncodedLeaf } from '../store/appender.js';
 import type { LogStore } from '../store/log-store.js';
+import { frameIdentity } from './dedupe.js';
 
 /** One frame to store, with what the log's per-pack index needs. */
 export interface IngestEntry {
   readonly leaf: LogLeaf;
   readonly serial: string;
   readonly counter: number;
+  /** encodeLeaf(leaf) and its leaf hash, built by the verification worker (LogStore appends them as they are). */
+  readonly encoded?: EncodedLeaf;
 }
 
 /**
  * What the pipeline needs of the log (gateway/store's LogStore through `logPort` below).
  * Contract: `append` makes the entries durable (fsync) in the given order and resolves with the index
  * of the first, or rejects with a GatewayError STORE_* having stored none of them durably; appends
- * resolve in call order. `frameHash` returns SHA-256 of the COSE bytes the log holds for the pack's
+ * resolve in call order. `frameHash` returns SHA-256 of the signed payload of the frame the log holds for the pack's
  * counter, or undefined. `leaves` yields the leaf data of entries [from, to) in order.
  */
 export interface IngestLog {
@@ -49,7 +53,7 @@ export function logPort(store: LogStore): IngestLog {
       const index = await store.findCounter(serial, counter);
       if (index === undefined) return undefined;
       try {
-        return sha256(decodeLeaf(store.get(index).data).frame);
+        return frameIdentity(decodeLeaf(store.get(index).data).frame);
       } catch (e) {
         if (isGatewayError(e, 'STORE_RANGE')) return undefined;
         throw e;

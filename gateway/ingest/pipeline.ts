@@ -13,6 +13,7 @@
  */
 import { ackMessages, toHex, type LogLeaf, type Message, type TrustStore } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
+import type { EncodedLeaf } from '../store/appender.js';
 import type { ChannelEvents, DeviceChannel } from '../transport/types.js';
 import { DedupeTable, type Classification } from './dedupe.js';
 import { Quarantine, type QuarantineStatus, type RejectInput } from './quarantine.js';
@@ -210,7 +211,7 @@ export class IngestPipeline {
     }
     const receivedAt = this.now();
     const cose = msg.cose;
-    const queued = this.pool.submit({ cose, key: device, certSha256: device.certSha256 }, (v) => {
+    const queued = this.pool.submit({ cose, key: device, certSha256: device.certSha256, leaf: { receivedAt, source: ch.source } }, (v) => {
       this.verified(ch, device.packSerial, device.certSha256, cose, receivedAt, v);
     });
     if (!queued) {
@@ -236,14 +237,15 @@ export class IngestPipeline {
     }
     this.stats.seen(serial, ch.id, receivedAt, v.time);
     const leaf: LogLeaf = { receivedAt, source: ch.source, certSha256, frame: cose };
+    const encoded = v.leaf;
     const c = this.dedupe.classify(serial, v.counter, v.sha256);
     if (!(c instanceof Promise)) {
-      this.classified(ch, serial, v.counter, v.sha256, leaf, c);
+      this.classified(ch, serial, v.counter, v.sha256, leaf, encoded, c);
       return;
     }
     c.then(
       (k) => {
-        this.classified(ch, serial, v.counter, v.sha256, leaf, k);
+        this.classified(ch, serial, v.counter, v.sha256, leaf, encoded, k);
       },
       (e: unknown) => {
         this.release(ch);
@@ -252,7 +254,7 @@ export class IngestPipeline {
     );
   }
 
-  private classified(ch: DeviceChannel, serial: string, counter: number, hash: Uint8Array, leaf: LogLeaf, c: Classification): void {
+  private classified(ch: DeviceChannel, serial: string, counter: number, hash: Uint8Array, leaf: LogLeaf, encoded: EncodedLeaf | undefined, c: Classification): void {
     switch (c.kind) {
       case 'duplicate':
         this.counts.duplicates++;
@@ -285,7 +287,7 @@ export class IngestPipeline {
           this.release(ch);
           return;
         }
-        this.committer.push({ ch, serial, counter, hash, leaf });
+        this.committer.push(encoded === undefined ? { ch, serial, counter, hash, leaf } : { ch, serial, counter, hash, leaf, encoded });
     }
   }
 

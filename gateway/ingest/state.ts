@@ -117,12 +117,13 @@ export async function writeState(dir: string, table: DedupeTable, size: number, 
   }
 }
 
-/** The serial, counter and COSE hash a stored leaf commits to, or undefined if it does not decode. */
+/** The serial, counter and frame identity (SHA-256 of the signed payload) a stored leaf commits to, or undefined if it does not decode. */
 export function leafKey(leafData: Uint8Array): { serial: string; counter: number; hash: Uint8Array } | undefined {
   try {
     const leaf = decodeLeaf(leafData);
-    const frame = decodeFrame(parseSign1(leaf.frame).payload);
-    return { serial: frame.serial, counter: frame.counter, hash: sha256(leaf.frame) };
+    const { payload } = parseSign1(leaf.frame);
+    const frame = decodeFrame(payload);
+    return { serial: frame.serial, counter: frame.counter, hash: sha256(payload) };
   } catch {
     return undefined;
   }

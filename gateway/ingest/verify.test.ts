@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
-import type { VerifiedDevice } from '../../protocol/index.js';
+import { decodeLeaf, encodeLeaf, leafHash, parseSign1, sha256, type VerifiedDevice } from '../../protocol/index.js';
 import { isGatewayError } from '../errors.js';
 import { TestFactory, type TestPack } from './ingest-testkit.js';
 import type { FrameVerdict } from './verify-frame.js';
-import { KeyCache, verifyFrame } from './verify-frame.js';
+import { KeyCache, verifyFrame, verifyFrameAndLeaf } from './verify-frame.js';
 import { VerifyPool } from './verify.js';
 
 let factory: TestFactory;
@@ -36,10 +36,11 @@ function run(pool: VerifyPool, jobs: { cose: Uint8Array; device: VerifiedDevice 
 }
 
 describe('verifyFrame', () => {
-  it('when the frame is genuine › returns its counter, time and the SHA-256 of the bytes as received', () => {
-    const v = verifyFrame(ed.frame(7), edDevice);
+  it('when the frame is genuine › returns its counter, time and the SHA-256 of its signed payload', () => {
+    const cose = ed.frame(7);
+    const v = verifyFrame(cose, edDevice);
     expect(v.ok && v.counter).toBe(7);
-    expect(v.ok && v.sha256.length).toBe(32);
+    expect(v.ok && Buffer.from(v.sha256).toString('hex')).toBe(Buffer.from(sha256(parseSign1(cose).payload)).toString('hex'));
     const w = verifyFrame(p256.frame(9), p256Device);
     expect(w.ok && w.counter).toBe(9);
   });
@@ -63,6 +64,28 @@ describe('verifyFrame', () => {
       expect(v.ok).toBe(false);
       expect(v.ok ? '' : v.code).toMatch(/^(CBOR|COSE)_/);
     }
+  });
+});
+
+describe('verifyFrameAndLeaf', () => {
+  const fields = { receivedAt: 1_767_225_600_123, source: 'serial:/dev/ttyUSB3' };
+
+  it('when the frame is genuine › returns its log leaf as encodeLeaf builds it and the RFC 9162 leaf hash', () => {
+    const cose = ed.frame(11);
+    const v = verifyFrameAndLeaf(cose, edDevice, edDevice.certSha256, fields);
+    const expected = encodeLeaf({ ...fields, certSha256: edDevice.certSha256, frame: cose });
+    expect(v.ok && v.counter).toBe(11);
+    expect(v.ok && v.leaf?.data).toEqual(expected);
+    expect(v.ok && v.leaf?.leafHash).toEqual(leafHash(expected));
+  });
+
+  it('when the frame is forged › returns COSE_SIGNATURE and builds no leaf', () => {
+    expect(verifyFrameAndLeaf(ed.forged(2), edDevice, edDevice.certSha256, fields)).toMatchObject({ ok: false, code: 'COSE_SIGNATURE' });
+  });
+
+  it('when the leaf cannot be encoded (source beyond the leaf cap) › returns LEAF_MALFORMED with the counter', () => {
+    const v = verifyFrameAndLeaf(ed.frame(4), edDevice, edDevice.certSha256, { ...fields, source: 'x'.repeat(2000) });
+    expect(v).toMatchObject({ ok: false, code: 'LEAF_MALFORMED', counter: 4 });
   });
 });
 
@@ -151,6 +174,45 @@ describe('VerifyPool', () => {
     await p.close();
     expect(got).toEqual([expect.objectContaining({ ok: false, code: 'INGEST_BUSY' })]);
     expect(p.submit({ cose: ed.frame(2), key: edDevice, certSha256: edDevice.certSha256 }, () => undefined)).toBe(false);
+  });
+
+  it('when leaves are asked for › workers and the inline path return the same leaf bytes and leaf hashes, none for failures', async () => {
+    const inline = await VerifyPool.start({ workers: 0 });
+    try {
+      const jobs = Array.from({ length: 40 }, (_, i) => ({
+        cose: i % 9 === 4 ? ed.forged(i) : ed.frame(i),
+        key: edDevice,
+        certSha256: edDevice.certSha256,
+        ...(i % 10 === 7 ? {} : { leaf: { receivedAt: 1_767_225_600_000 + i, source: `serial:/dev/ttyUSB${i % 3}` } }),
+      }));
+      const collect = (p: VerifyPool): Promise<FrameVerdict[]> =>
+        new Promise((resolve) => {
+          const out: FrameVerdict[] = [];
+          for (const j of jobs) {
+            p.submit(j, (v) => {
+              out.push(v);
+              if (out.length === jobs.length) resolve(out);
+            });
+          }
+        });
+      const [viaWorkers, viaInline] = [await collect(pool), await collect(inline)];
+      jobs.forEach((j, i) => {
+        const w = viaWorkers[i];
+        expect(w?.ok).toBe(i % 9 !== 4);
+        if (!w?.ok) return;
+        if (j.leaf === undefined) {
+          expect(w.leaf).toBeUndefined();
+          return;
+        }
+        const expected = encodeLeaf({ ...j.leaf, certSha256: edDevice.certSha256, frame: j.cose });
+        expect(w.leaf?.data).toEqual(expected);
+        expect(w.leaf?.leafHash).toEqual(leafHash(expected));
+        expect(decodeLeaf(w.leaf?.data ?? new Uint8Array(0)).source).toBe(j.leaf.source);
+        expect(viaInline[i]).toEqual(w);
+      });
+    } finally {
+      await inline.close();
+    }
   });
 
   it('when options are out of range › throws INGEST_CONFIG', async () => {

@@ -21,14 +21,16 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { GatewayError } from '../errors.js';
-import { verifyFrame, type BatchReply, type BatchRequest, type FrameKey, type FrameVerdict, type WireKey } from './verify-frame.js';
+import { NO_LEAF, verifyFrame, verifyFrameAndLeaf, type BatchReply, type BatchRequest, type FrameKey, type FrameVerdict, type LeafFields, type WireKey } from './verify-frame.js';
 
 /** A frame to verify and the device it claims to come from (its verified certificate). */
 export interface VerifyJob {
   readonly cose: Uint8Array;
   readonly key: FrameKey;
-  /** SHA-256 of the device certificate: the workers' key cache id. */
+  /** SHA-256 of the device certificate: the workers' key cache id, and the leaf's certSha256. */
   readonly certSha256: Uint8Array;
+  /** When given, a genuine frame's verdict carries its encoded log leaf and leaf hash (verifyFrameAndLeaf). */
+  readonly leaf?: LeafFields;
 }
 
 export interface VerifyPoolOptions {
@@ -229,7 +231,10 @@ export class VerifyPool {
       // Inline: cheaper than a worker round trip for a handful of frames; bounded per turn so a deep
       // queue without workers does not block the event loop for long.
       const items = this.waiting.splice(0, this.batchMax);
-      for (const item of items) item.verdict = verifyFrame(item.job.cose, item.job.key);
+      for (const item of items) {
+        const { job } = item;
+        item.verdict = job.leaf ? verifyFrameAndLeaf(job.cose, job.key, job.certSha256, job.leaf) : verifyFrame(job.cose, job.key);
+      }
       this.counts.inline += items.length;
       this.deliver();
       if (this.waiting.length > 0) this.schedule();
@@ -249,10 +254,18 @@ export class VerifyPool {
     const keys: WireKey[] = [];
     const keyIndex = new Map<FrameKey, number>();
     let bytes = 0;
-    for (const it of items) bytes += it.job.cose.length;
+    let wantLeaves = false;
+    for (const it of items) {
+      bytes += it.job.cose.length;
+      wantLeaves ||= it.job.leaf !== undefined;
+    }
     const data = new Uint8Array(bytes);
     const ends = new Uint32Array(items.length);
     const keyOf = new Uint32Array(items.length);
+    const receivedAt = new Float64Array(wantLeaves ? items.length : 0);
+    const sourceOf = new Uint32Array(wantLeaves ? items.length : 0);
+    const sources: string[] = [];
+    const sourceIndex = new Map<string, number>();
     let at = 0;
     items.forEach((it, i) => {
       data.set(it.job.cose, at);
@@ -266,13 +279,32 @@ export class VerifyPool {
         keys.push({ certSha256: it.job.certSha256, packSerial, alg: publicKey.alg, raw: publicKey.raw, kid });
       }
       keyOf[i] = k;
+      if (!wantLeaves) return;
+      const leaf = it.job.leaf;
+      if (leaf === undefined) {
+        sourceOf[i] = NO_LEAF;
+        return;
+      }
+      let s = sourceIndex.get(leaf.source);
+      if (s === undefined) {
+        s = sources.length;
+        sourceIndex.set(leaf.source, s);
+        sources.push(leaf.source);
+      }
+      sourceOf[i] = s;
+      receivedAt[i] = leaf.receivedAt;
     });
     const id = this.nextBatch++;
     slot.batches.push({ id, items });
     this.counts.offloaded += items.length;
     this.counts.batches++;
-    const req: BatchRequest = { id, keys, data, ends, keyOf };
-    slot.worker.postMessage(req, [data.buffer, ends.buffer, keyOf.buffer]);
+    const transfer: ArrayBuffer[] = [data.buffer, ends.buffer, keyOf.buffer];
+    let req: BatchRequest = { id, keys, data, ends, keyOf };
+    if (wantLeaves) {
+      req = { ...req, leaves: { receivedAt, sources, sourceOf } };
+      transfer.push(receivedAt.buffer, sourceOf.buffer);
+    }
+    slot.worker.postMessage(req, transfer);
   }
 
   private finish(slot: Slot, reply: BatchReply): void {
@@ -280,11 +312,25 @@ export class VerifyPool {
     if (batch?.id !== reply.id) return; // a reply for a batch already failed: ignore
     slot.batches.shift();
     const failures = new Map(reply.errors.map(([i, code, detail, counter]) => [i, { code, detail, counter }]));
+    const leaves = reply.leaves;
     batch.items.forEach((item, i) => {
-      const f = failures.get(i);
       if (reply.ok[i] === 1) {
-        item.verdict = { ok: true, counter: reply.counters[i] ?? -1, time: reply.times[i] ?? 0, sha256: reply.hashes.slice(i * 32, i * 32 + 32) };
+        // The dedupe hash is kept (its window): a copy, so it does not pin the whole reply buffer.
+        const sha256 = reply.hashes.slice(i * 32, i * 32 + 32);
+        const counter = reply.counters[i] ?? -1;
+        const time = reply.times[i] ?? 0;
+        const from = i === 0 ? 0 : (leaves?.ends[i - 1] ?? 0);
+        const to = leaves?.ends[i] ?? 0;
+        if (leaves && item.job.leaf && to > from) {
+          // Views: the leaf bytes are copied into the segment file's buffer and then dropped.
+          item.verdict = { ok: true, counter, time, sha256, leaf: { data: leaves.data.subarray(from + 1, to), leafHash: leaves.hashes.subarray(i * 32, i * 32 + 32) } };
+        } else if (item.job.leaf) {
+          item.verdict = { ok: false, code: 'VERIFY_INTERNAL', detail: 'gateway: worker reply without the leaf it was asked for' };
+        } else {
+          item.verdict = { ok: true, counter, time, sha256 };
+        }
       } else {
+        const f = failures.get(i);
         const { code = 'VERIFY_INTERNAL', detail = 'gateway: worker reply without a verdict', counter = -1 } = f ?? {};
         item.verdict = counter >= 0 ? { ok: false, code, detail, counter } : { ok: false, code, detail };
       }
