@@ -7,85 +7,45 @@
  * (Ed25519 and P-256 devices), FAIL with the reason for a tampered one. Screenshots go to
  * test-artifacts/web/. Chromium is required (scripts/setup-machine.sh installs it): no skipping.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHART_SERIES, downloadVia, launchBrowser, proofStatuses, prove as proveIn, vertices as verticesIn, type BrowserSession, type DomEl } from './browser-testkit.js';
 import { registerWebPage } from './plugin.js';
 import { makeWebFixture, PACKS, registerFixtureApi, proofOf, STEP_MS, T0, TAMPERED_COUNTER, TOKEN, UNWITNESSED_TAIL, type WebFixture } from './web-testkit.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-
-/** What the evaluate callbacks use of a DOM element (they run in Chromium; this program has no DOM lib). */
-interface DomEl {
-  getAttribute(name: string): string | null;
-  readonly textContent: string | null;
-  querySelectorAll(selector: string): Iterable<DomEl>;
-}
 const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'web');
 
 let app: FastifyInstance | undefined;
 let base: string;
-let context: BrowserContext | undefined;
+let browser: BrowserSession | undefined;
 let page: Page;
-let profile: string;
 let fixture: WebFixture;
-const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup-machine.sh (apt-get install chromium)`);
-  mkdirSync(ARTIFACTS, { recursive: true });
   fixture = await makeWebFixture();
   const server = Fastify();
   app = server;
   await registerWebPage(server);
   registerFixtureApi(server, fixture);
   base = await server.listen({ host: '127.0.0.1', port: 0 });
-  profile = mkdtempSync(join(tmpdir(), 'packchain-web-chromium-'));
-  const browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  context = browser;
-  page = browser.pages()[0] ?? (await browser.newPage());
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  // Offline: anything not served by our server is refused and recorded.
-  await browser.route(
-    (url) => !url.href.startsWith(base),
-    async (route) => {
-      pageErrors.push(`external request ${route.request().url()}`);
-      await route.abort();
-    },
-  );
+  browser = await launchBrowser(base, ARTIFACTS);
+  page = browser.page;
 }, 60_000);
 
 afterAll(async () => {
-  await context?.close();
+  await browser?.close();
   await app?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
-const shot = (name: string): Promise<Buffer> => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
-
-async function vertices(chartId: string, series: string): Promise<number> {
-  return page.locator(`#${chartId} g[data-series="${series}"] polyline`).evaluateAll((lines: DomEl[]) =>
-    lines.reduce((n: number, l) => n + (l.getAttribute('points') ?? '').trim().split(/\s+/).filter((p: string) => p !== '').length, 0),
-  );
-}
-
-async function prove(counter: number): Promise<{ verdict: string; text: string; file: string }> {
-  const [download] = await Promise.all([page.waitForEvent('download'), page.locator(`button[data-proof="${counter}"]`).click()]);
-  const saved = join(profile, download.suggestedFilename());
-  await download.saveAs(saved);
-  const verdict = page.locator('#proof-result .verdict');
-  await verdict.waitFor();
-  return { verdict: (await verdict.getAttribute('data-verdict')) ?? '', text: (await verdict.textContent()) ?? '', file: readFileSync(saved, 'utf8') };
-}
+const session = (): BrowserSession => {
+  if (browser === undefined) throw new Error('page.test: the browser did not start');
+  return browser;
+};
+const shot = (name: string): Promise<Buffer> => session().shot(name);
+const vertices = (chartId: string, series: string): Promise<number> => verticesIn(page, chartId, series);
+const prove = (counter: number): Promise<{ verdict: string; text: string; file: string }> => proveIn(page, session().profile, counter);
 
 describe('the service engineer page in Chromium', () => {
   it('asks for the token, refuses a wrong one and finds both packs by prefix', async () => {
@@ -106,14 +66,7 @@ describe('the service engineer page in Chromium', () => {
   it('opens a pack and draws one chart vertex per frame, with alarm markers and tables', async () => {
     await page.locator(`button[data-serial="${PACKS[0].serial}"]`).click();
     await expect.poll(() => page.locator('#pack-status').textContent()).toContain(`${PACKS[0].frames} frame(s)`);
-    for (const [chart, series] of [
-      ['chart-soh', 'sohPct'],
-      ['chart-soc', 'socPct'],
-      ['chart-voltage', 'voltageV'],
-      ['chart-temp', 'tempMinC'],
-      ['chart-temp', 'tempMaxC'],
-      ['chart-spread', 'cellSpreadMv'],
-    ] as const) {
+    for (const [chart, series] of CHART_SERIES) {
       expect(await vertices(chart, series), `${chart}/${series}`).toBe(PACKS[0].frames);
     }
     // Frames 12 and 30 carry alarms: a marker on every chart and a row in the alarms table.
@@ -147,7 +100,7 @@ describe('the service engineer page in Chromium', () => {
     expect(verdict).toBe('verified');
     expect(text).toContain(`frame 3 of ${PACKS[0].serial}`);
     expect(file).toBe(proofOf(fixture, PACKS[0].serial, 3));
-    const statuses = await page.locator('#proof-checks tbody tr').evaluateAll((rows: DomEl[]) => rows.map((r) => `${r.getAttribute('data-check')}:${r.getAttribute('data-status')}`));
+    const statuses = await proofStatuses(page);
     expect(statuses).toEqual(['trust:ok', 'bundle:ok', 'checkpoint:ok', 'witness:ok', 'inclusion:ok', 'chain:ok', 'cose:ok', 'serial:ok']);
     expect(await page.locator('#proof-checks tr[data-check="witness"] td').last().textContent()).toContain('cosigned by ledger.packchain.test');
     await shot('03-proof-verified');
@@ -157,7 +110,7 @@ describe('the service engineer page in Chromium', () => {
     const { verdict, text } = await prove(TAMPERED_COUNTER);
     expect(verdict).toBe('fail');
     expect(text).toMatch(/FAIL — MERKLE_\w+/);
-    const statuses = await page.locator('#proof-checks tbody tr').evaluateAll((rows: DomEl[]) => rows.map((r) => `${r.getAttribute('data-check')}:${r.getAttribute('data-status')}`));
+    const statuses = await proofStatuses(page);
     expect(statuses).toEqual(['trust:ok', 'bundle:ok', 'checkpoint:ok', 'witness:ok', 'inclusion:fail', 'chain:skipped', 'cose:skipped', 'serial:skipped']);
     await shot('04-proof-tampered');
   });
@@ -185,14 +138,12 @@ describe('the service engineer page in Chromium', () => {
     expect(await vertices('chart-voltage', 'voltageV')).toBe(PACKS[1].frames);
     const { verdict } = await prove(5);
     expect(verdict).toBe('verified');
-    const [csv] = await Promise.all([page.waitForEvent('download'), page.locator('#download-csv').click()]);
-    const path = join(profile, csv.suggestedFilename());
-    await csv.saveAs(path);
-    const lines = readFileSync(path, 'utf8').trim().split('\r\n');
-    expect(csv.suggestedFilename()).toBe(`${PACKS[1].serial}-history.csv`);
+    const csv = await downloadVia(page, session().profile, '#download-csv');
+    const lines = csv.text.trim().split('\r\n');
+    expect(csv.filename).toBe(`${PACKS[1].serial}-history.csv`);
     expect(lines).toHaveLength(PACKS[1].frames + 1);
     expect(lines[0]?.startsWith('serial,counter,deviceTime,receivedAt')).toBe(true);
     await shot('06-p256-pack');
-    expect(pageErrors).toEqual([]);
+    expect(session().pageErrors).toEqual([]);
   });
 });
