@@ -13,6 +13,7 @@ import { ingestBenchmarks } from './gateway-ingest.js';
 import { ptyIngestBenchmarks } from './ingest-pty.js';
 import { gatewayStoreBenchmarks } from './gateway-store.js';
 import { benchProvision } from './provision.js';
+import { ledgerBenchmarks } from './ledger-catchup.js';
 
 const sections: Section[] = [
   { title: 'Protocol', run: async () => [...protocolBenchmarks(), ...identityBenchmarks(await identityFixture())] },
@@ -20,6 +21,7 @@ const sections: Section[] = [
   { title: 'Gateway ingest, in-memory source (bench/gateway-ingest.ts)', run: () => ingestBenchmarks() },
   { title: 'Gateway ingest from 20 ptys (bench/ingest-pty.ts)', run: () => ptyIngestBenchmarks() },
   { title: 'Provisioning station (bench/provision.ts)', run: () => benchProvision() },
+  { title: 'Ledger: backlog catch-up and history (bench/ledger-catchup.ts)', run: (baseline) => ledgerBenchmarks(baseline) },
 ];
 
 const machine = describeMachine();

@@ -9,11 +9,15 @@
  *
  * Runs before the upload's transaction takes the gateway's row lock, so verification of one upload
  * overlaps the database work of another; nothing here writes except certificates (idempotent).
+ * Signatures are verified in chunks of VERIFY_CHUNK frames posted to the pool at once: judgeLeaves
+ * resolves as soon as the leaves are decoded and their certificates resolved, and `until(end)` waits
+ * for the chunks covering leaves [0, end) — so on PostgreSQL the upload's transaction appends the
+ * tree, judges the checkpoint and inserts the first leaves while the workers still verify the rest.
  */
 import { decodeLeaf, isProtocolError, leafHash, toHex, type LogLeaf } from '../protocol/index.js';
 import { storeCerts, type DeviceResolver } from './certs.js';
 import type { Queryable } from './db/driver.js';
-import { FIELD_COUNT, type WireKey } from './verify-frame.js';
+import { FIELD_COUNT, type BatchReply, type WireKey } from './verify-frame.js';
 import type { VerifyPool } from './verify-pool.js';
 
 /** The judged leaf: what the leaves table stores, and the frame columns when it verified. */
@@ -35,6 +39,16 @@ export interface JudgedLeaf {
   payloadHash: Uint8Array | null;
 }
 
+/** Frames per verification chunk (each spread over the pool's workers). */
+export const VERIFY_CHUNK = 1024;
+
+/** The judged leaves of an upload; a leaf's verdict and values are final once `until` covering it resolved. */
+export interface Judging {
+  readonly leaves: readonly JudgedLeaf[];
+  /** Resolves when leaves [0, end) are judged; rejects only if the verify pool failed unexpectedly. */
+  until(end: number): Promise<void>;
+}
+
 /** Leaf hashes of every entry (the overlap with held leaves is compared by hash, the rest appended). */
 export function hashEntries(entries: readonly Uint8Array[]): Uint8Array[] {
   return entries.map((e) => leafHash(e));
@@ -42,7 +56,8 @@ export function hashEntries(entries: readonly Uint8Array[]): Uint8Array[] {
 
 /**
  * Judges entries [skip, entries.length) of an upload (the others are expected to be held already).
- * `certs` are the upload's certificates, stored here. Returns one JudgedLeaf per judged entry.
+ * `certs` are the upload's certificates, stored here. Returns one JudgedLeaf per judged entry, the
+ * signature checks still running (see Judging.until).
  */
 export async function judgeLeaves(
   q: Queryable,
@@ -52,7 +67,7 @@ export async function judgeLeaves(
   hashes: readonly Uint8Array[],
   skip: number,
   certs: readonly Uint8Array[],
-): Promise<JudgedLeaf[]> {
+): Promise<Judging> {
   const out: JudgedLeaf[] = [];
   const decoded: (LogLeaf | undefined)[] = [];
   const firstSeen = new Map<string, number>();
@@ -71,7 +86,8 @@ export async function judgeLeaves(
       out.push({ ...base, receivedAt: null, source: null, certSha256: null, serial: null, counter: null, verdict: e.code, message: e.message });
     }
   }
-  if (firstSeen.size === 0) return out;
+  const judged: Judging = { leaves: out, until: () => Promise.resolve() };
+  if (firstSeen.size === 0) return judged;
   const uploaded = certs.length > 0 ? await storeCerts(q, certs) : new Map();
   const resolved = await devices.resolve(q, firstSeen.keys(), firstSeen, uploaded);
   const keys: WireKey[] = [];
@@ -102,11 +118,30 @@ export async function judgeLeaves(
     keyOf.push(k);
     jobOf.push(i);
   });
-  if (frames.length === 0) return out;
-  const reply = await pool.verify({ keys, frames, keyOf });
+  if (frames.length === 0) return judged;
+  const chunks: { first: number; done: Promise<void> }[] = [];
+  for (let lo = 0; lo < frames.length; lo += VERIFY_CHUNK) {
+    const hi = Math.min(frames.length, lo + VERIFY_CHUNK);
+    const done = pool.verify({ keys, frames: frames.slice(lo, hi), keyOf: keyOf.slice(lo, hi) }).then((reply) => {
+      applyVerdicts(out, jobOf, lo, hi, reply);
+    });
+    done.catch(() => undefined); // awaited (and reported) by until(); never an unhandled rejection
+    chunks.push({ first: jobOf[lo] ?? 0, done });
+  }
+  return {
+    leaves: out,
+    until: async (end) => {
+      await Promise.all(chunks.filter((c) => c.first < end).map((c) => c.done));
+    },
+  };
+}
+
+/** Verdicts of jobs [lo, hi) (reply index n ↔ job lo + n) onto their leaves. */
+function applyVerdicts(out: readonly JudgedLeaf[], jobOf: readonly number[], lo: number, hi: number, reply: BatchReply): void {
   const failed = new Map(reply.errors.map(([i, code, message]) => [i, { code, message }]));
-  jobOf.forEach((i, n) => {
-    const j = out[i] as JudgedLeaf;
+  for (let n = 0; n < hi - lo; n++) {
+    const j = out[jobOf[lo + n] ?? -1];
+    if (j === undefined) continue;
     if (reply.ok[n] === 1) {
       j.values = reply.values.slice(n * FIELD_COUNT, (n + 1) * FIELD_COUNT);
       j.payloadHash = reply.hashes.slice(n * 32, n * 32 + 32);
@@ -116,6 +151,5 @@ export async function judgeLeaves(
       j.verdict = f.code;
       j.message = f.message;
     }
-  });
-  return out;
+  }
 }

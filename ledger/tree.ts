@@ -82,8 +82,36 @@ export function appendLeaves(size: number, leafHashes: readonly Uint8Array[], re
   return out;
 }
 
-/** Inserts new stored hashes with one multi-row statement. */
-export async function insertHashes(q: Queryable, gatewayId: number, hashes: readonly [number, Uint8Array][]): Promise<void> {
+/**
+ * `parts` concatenated into one Buffer (a binary parameter for node-postgres, raw bytes on the wire)
+ * with each part's [start, end) offsets, for `substring($n::bytea FROM start + 1 FOR end - start)`.
+ */
+export function concatBytes(parts: readonly Uint8Array[]): { bytes: Buffer; starts: number[]; ends: number[] } {
+  const bytes = Buffer.concat(parts);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let at = 0;
+  for (const p of parts) {
+    starts.push(at);
+    at += p.length;
+    ends.push(at);
+  }
+  return { bytes, starts, ends };
+}
+
+/**
+ * Inserts new stored hashes with one multi-row statement: with `binary` (node-postgres) the hashes
+ * travel as one binary parameter, 32 bytes each; otherwise (PGlite) as a bytea[].
+ */
+export async function insertHashes(q: Queryable, gatewayId: number, hashes: readonly [number, Uint8Array][], binary = true): Promise<void> {
   if (hashes.length === 0) return;
-  await q.query('INSERT INTO hashes (gateway_id, n, h) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])', [gatewayId, hashes.map((x) => x[0]), hashes.map((x) => x[1])]);
+  if (!binary) {
+    await q.query('INSERT INTO hashes (gateway_id, n, h) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])', [gatewayId, hashes.map((x) => x[0]), hashes.map((x) => x[1])]);
+    return;
+  }
+  await q.query(
+    `INSERT INTO hashes (gateway_id, n, h)
+     SELECT $1, u.n, substring($3::bytea FROM (u.k::int - 1) * ${HASH_SIZE} + 1 FOR ${HASH_SIZE}) FROM unnest($2::bigint[]) WITH ORDINALITY AS u(n, k)`,
+    [gatewayId, hashes.map((x) => x[0]), concatBytes(hashes.map((x) => x[1])).bytes],
+  );
 }

@@ -7,6 +7,10 @@
  * ledger's own root, and store leaves, hashes, frames (exactly once per (serial, counter)) and the
  * new state. A refusal rolls the whole upload back; fork evidence is then written on its own and
  * an alert raised. The same upload twice gives the same answer and stores nothing twice.
+ *
+ * On PostgreSQL the transaction starts while the workers still verify signatures: everything that
+ * needs no verdict (held leaves, tree, checkpoint, hashes) comes first, then the leaves chunk by
+ * chunk as their verdicts arrive, then the frames of the whole upload in one sorted statement.
  */
 import {
   addSignatures,
@@ -30,9 +34,9 @@ import {
 import type { DeviceResolver } from './certs.js';
 import type { Db, Queryable } from './db/driver.js';
 import { LedgerError, type LedgerErrorCode } from './errors.js';
-import { hashEntries, judgeLeaves, type JudgedLeaf } from './judge.js';
+import { hashEntries, judgeLeaves, VERIFY_CHUNK, type JudgedLeaf, type Judging } from './judge.js';
 import { storeFrames } from './store-frames.js';
-import { appendLeaves, insertHashes, MapReader, withHashes } from './tree.js';
+import { appendLeaves, concatBytes, insertHashes, MapReader, withHashes } from './tree.js';
 import type { EvidenceKind, GatewayRecord, LedgerStats } from './types.js';
 import type { VerifyPool } from './verify-pool.js';
 
@@ -120,6 +124,8 @@ export async function upload(ctx: UploadContext, gw: GatewayRecord, body: Uint8A
   const preStaged = pre[0]?.staged ?? 0;
   const skip = Math.min(req.entries.length, Math.max(0, preStaged - req.from));
   const judged = await judgeLeaves(ctx.db, ctx.devices, ctx.pool, req.entries, hashes, skip, req.certs);
+  // PGlite has one connection: never hold it while workers verify (every other query would wait).
+  if (ctx.db.kind === 'embedded') await judged.until(judged.leaves.length);
   let outcome: Outcome;
   try {
     outcome = await ctx.db.transaction((tx) => commit(ctx, tx, gw, req, cp, hashes, judged, preStaged));
@@ -154,7 +160,7 @@ async function commit(
   req: UploadRequest,
   cp: OpenedCheckpoint | undefined,
   hashes: readonly Uint8Array[],
-  judged: readonly JudgedLeaf[],
+  judged: Judging,
   preStaged: number,
 ): Promise<Outcome> {
   const rows = await tx.query<GatewayRow>('SELECT size, root, checkpoint, staged FROM gateways WHERE id = $1 FOR UPDATE', [gw.id]);
@@ -183,8 +189,9 @@ async function commit(
     duplicates = heldEnd - req.from;
   }
 
-  // New leaves [staged, end): judged before the lock from preStaged ≤ staged.
-  const fresh = end > staged ? judged.slice(staged - Math.max(req.from, preStaged)) : [];
+  // New leaves [staged, end): judged (their signatures possibly still being verified) from preStaged ≤ staged.
+  const off = staged - Math.max(req.from, preStaged);
+  const fresh = end > staged ? judged.leaves.slice(off) : [];
   const reader = new MapReader();
   await withHashes(tx, gw.id, reader, () => treeHash(staged, reader));
   const newHashes = appendLeaves(staged, fresh.map((j) => j.leafHash), reader);
@@ -234,12 +241,21 @@ async function commit(
     }
   }
 
-  // Writes: leaves, hashes, frames exactly once, state.
+  // Writes: hashes; the leaves chunk by chunk as their signatures are verified (the workers verify
+  // the next chunks meanwhile); the frames exactly once, in one statement sorted by (serial, counter)
+  // across the whole upload (lock order); the state.
   const now = ctx.clock();
+  const binary = ctx.db.kind === 'postgres';
+  await insertHashes(tx, gw.id, newHashes, binary);
+  const chunk = ctx.db.kind === 'embedded' ? Math.max(1, fresh.length) : VERIFY_CHUNK; // embedded: verdicts are all in already
+  for (let lo = 0; lo < fresh.length; lo += chunk) {
+    const hi = Math.min(fresh.length, lo + chunk);
+    await judged.until(off + hi);
+    await insertLeaves(tx, gw.id, staged + lo, fresh.slice(lo, hi), binary);
+  }
   const frames = await storeFrames(tx, gw, staged, fresh);
   const equivocations = frames.equivocations;
-  await insertLeaves(tx, gw.id, staged, fresh);
-  await insertHashes(tx, gw.id, newHashes);
+  await markEquivocations(tx, gw.id, staged, fresh);
   const kept: [EvidenceDraft, number][] = [];
   for (const e of equivocations) kept.push([e, await ctx.keepEvidence(tx, gw, e)]);
   const next: GatewayRow = accept === undefined ? { ...g, staged: newStaged } : { size: accept.size, root: accept.root, checkpoint: accept.note, staged: newStaged };
@@ -256,16 +272,59 @@ async function commit(
   return { result, equivocations: kept, rejected, counts: { framesStored: frames.stored, framesSeenAgain: frames.seenAgain, cosigned: accept !== undefined } };
 }
 
-async function insertLeaves(tx: Queryable, gatewayId: number, from: number, fresh: readonly JudgedLeaf[]): Promise<void> {
+/** Leaves storeFrames found to be device equivocations (inserted before it ran) get that verdict. */
+async function markEquivocations(tx: Queryable, gatewayId: number, from: number, fresh: readonly JudgedLeaf[]): Promise<void> {
+  const eq = fresh.flatMap((j, k) => (j.verdict === 'FRAME_EQUIVOCATION' ? [{ idx: from + k, message: j.message }] : []));
+  if (eq.length === 0) return;
+  await tx.query(
+    `UPDATE leaves l SET verdict = 'FRAME_EQUIVOCATION', message = u.m FROM unnest($2::bigint[], $3::text[]) AS u(i, m)
+     WHERE l.gateway_id = $1 AND l.idx = u.i`,
+    [gatewayId, eq.map((e) => e.idx), eq.map((e) => e.message)],
+  );
+}
+
+/**
+ * One INSERT for the leaves. The bytes travel as two binary parameters — every leaf hash (32 bytes
+ * each) and every leaf's data concatenated, cut apart in SQL by `ends` — rather than bytea[] arrays,
+ * which node-postgres would render as hex text element by element (on the ledger's main thread).
+ * PGlite (`binary` false) serialises a big bytea parameter more slowly than bytea[] (measured), so
+ * the embedded store keeps the arrays.
+ */
+async function insertLeaves(tx: Queryable, gatewayId: number, from: number, fresh: readonly JudgedLeaf[], binary: boolean): Promise<void> {
   if (fresh.length === 0) return;
+  if (!binary) {
+    await tx.query(
+      `INSERT INTO leaves (gateway_id, idx, leaf_hash, data, received_at, cert_sha256, serial, counter, verdict, message)
+       SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::text[])`,
+      [
+        gatewayId,
+        fresh.map((_, k) => from + k),
+        fresh.map((j) => j.leafHash),
+        fresh.map((j) => j.data),
+        fresh.map((j) => j.receivedAt),
+        fresh.map((j) => j.certSha256),
+        fresh.map((j) => j.serial),
+        fresh.map((j) => j.counter),
+        fresh.map((j) => j.verdict),
+        fresh.map((j) => j.message),
+      ],
+    );
+    return;
+  }
+  const data = concatBytes(fresh.map((j) => j.data));
   await tx.query(
     `INSERT INTO leaves (gateway_id, idx, leaf_hash, data, received_at, cert_sha256, serial, counter, verdict, message)
-     SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::text[])`,
+     SELECT $1, $2::bigint + u.k - 1, substring($3::bytea FROM (u.k::int - 1) * 32 + 1 FOR 32), substring($4::bytea FROM u.a + 1 FOR u.b - u.a),
+            u.r, u.c, u.s, u.n, u.v, u.m
+     FROM unnest($5::int[], $6::int[], $7::bigint[], $8::bytea[], $9::text[], $10::bigint[], $11::text[], $12::text[])
+       WITH ORDINALITY AS u(a, b, r, c, s, n, v, m, k)`,
     [
       gatewayId,
-      fresh.map((_, k) => from + k),
-      fresh.map((j) => j.leafHash),
-      fresh.map((j) => j.data),
+      from,
+      concatBytes(fresh.map((j) => j.leafHash)).bytes,
+      data.bytes,
+      data.starts,
+      data.ends,
       fresh.map((j) => j.receivedAt),
       fresh.map((j) => j.certSha256),
       fresh.map((j) => j.serial),

@@ -13,7 +13,8 @@
  *   verdict (NULL = a verified frame) and the pack serial / counter it claims.
  * - hashes: each gateway's Merkle tree as Go-tlog stored hashes (protocol storedHashes).
  * - certs: device certificates and intermediates the gateways sent, by SHA-256.
- * - frames: each verified frame once, by (serial, counter), with decoded display columns and the
+ * - frames: each verified frame once, by (serial, counter) (a primary key INCLUDing the history
+ *   columns since migration 2, so history is an index-only scan), with decoded display columns and the
  *   first sighting; `sightings` counts the leaves (any gateway) holding it.
  * - packs, pack_gateways: per-pack and per-pack-per-gateway summaries kept up to date by uploads,
  *   so pack lists never aggregate the frames table.
@@ -145,6 +146,18 @@ CREATE TABLE tokens (
   created_at  bigint NOT NULL,
   revoked_at  bigint
 );
+`,
+  },
+  {
+    // History of one pack (queries.ts history) reads only the primary key: every column a history
+    // row shows is carried in the index (INCLUDE), so 100 k rows of one pack among millions are one
+    // ordered index-only range scan — no heap page per row, no sort. Same key, so ON CONFLICT
+    // (serial, counter) and the exactly-once rules are unchanged.
+    version: 2,
+    name: 'frames primary key covers history',
+    sql: `
+ALTER TABLE frames DROP CONSTRAINT frames_pkey, ADD CONSTRAINT frames_pkey PRIMARY KEY (serial, counter)
+  INCLUDE (received_at, gateway_id, idx, source, device_time, soc, soh, voltage, current, cell_min, cell_max, temp_min, temp_max, cycles, alarms, sightings)
 `,
   },
 ];

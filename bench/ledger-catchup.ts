@@ -1,0 +1,186 @@
+/**
+ * Ledger benchmarks (issue 7 item 8): catch-up of a gateway backlog — every frame verified again,
+ * the tree rebuilt, checkpoints cosigned, frames stored once — as a ratio to raw Ed25519 verify ×
+ * cores, on both storage backends; and one pack's history (100 k rows) among many entries on
+ * PostgreSQL. Default sizes keep `npm run bench` short; BENCH_LARGE=1 runs the 1 M-entry backlog
+ * and the 10 M-entry history table. Run alone: `node --import tsx bench/ledger-catchup.ts`.
+ *
+ * On a shared machine the wall-clock ratio swings with other processes' load (the baseline is
+ * measured in a few hundred ms, the catch-up over many seconds), so catch-up is also reported as a
+ * CPU ratio: CPU time of one raw verify ÷ CPU time the ledger spends per entry (its process, all
+ * threads, plus the PostgreSQL server processes serving it, read from /proc). That is the ratio the
+ * catch-up reaches on idle cores when verification and database work overlap perfectly; the
+ * wall-clock ratio approaches it as the machine gets quieter.
+ */
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { Ledger } from '../ledger/ledger.js';
+import { embeddedStorage, postgresStorage, T0, TestFactory, TestGateway, testWitness, type TestStorage } from '../ledger/ledger-testkit.js';
+import { baselineVerifyRate, formatTable, type Result } from './harness.js';
+
+const LARGE = process.env['BENCH_LARGE'] === '1';
+const BATCH = 8192;
+const UPLOAD = '/v1/gateway/upload';
+
+/** CPU seconds a process has used (utime + stime from /proc/PID/stat); undefined when unreadable (another host). */
+function procCpu(pid: number): number | undefined {
+  try {
+    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU µs of one raw Ed25519 verify (cached key), median of 3 rounds of 5000. */
+function verifyCpuUs(): number {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const msg = Buffer.alloc(200, 7);
+  const sig = sign(null, msg, privateKey);
+  const rounds: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < 5000; i++) if (!verify(null, msg, publicKey, sig)) throw new Error('baseline verify failed');
+    const c = process.cpuUsage(c0);
+    rounds.push((c.user + c.system) / 5000);
+  }
+  return rounds.sort((a, b) => a - b)[1] ?? 0;
+}
+
+/** PIDs of the PostgreSQL server processes serving connections to `url` (other than this query's). */
+async function backendPids(url: string): Promise<number[]> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const r = await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+    return r.rows.map((x) => x.pid);
+  } finally {
+    await c.end();
+  }
+}
+
+interface CatchUp {
+  /** Entries per second, wall clock. */
+  readonly rate: number;
+  /** CPU µs per entry: the ledger's process (all threads) and the PostgreSQL processes serving it. */
+  readonly nodeUs: number;
+  readonly dbUs: number | undefined;
+}
+
+/** Uploads a backlog of `entries` leaves from 20 packs in batches, each with a checkpoint. */
+async function catchUp(storage: TestStorage, entries: number): Promise<CatchUp> {
+  const f = await TestFactory.create('Bench');
+  const packs = await Promise.all(Array.from({ length: 20 }, (_, i) => f.pack(`PK-BENCH-${String(i).padStart(4, '0')}`)));
+  const gw = new TestGateway('bench', 5);
+  for (let i = 0; i < entries; i++) {
+    const p = packs[i % packs.length];
+    if (p !== undefined) gw.append(p, p.frame(Math.floor(i / packs.length)));
+  }
+  const ledger = await Ledger.open({ storage: storage.options, witness: testWitness(), trust: await f.trust(), clock: () => T0 });
+  try {
+    await ledger.enrollGateway(gw.vkey);
+    const requests = [];
+    for (let from = 0; from < entries; from += BATCH) {
+      const to = Math.min(entries, from + BATCH);
+      requests.push(gw.request(from, to, from === 0 ? packs : [], { proofFrom: from }));
+    }
+    // The gateway's side (CBOR-encoding each request) is not the ledger's work: done before timing.
+    const bodies = requests.map((r) => gw.body(r));
+    const pids = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
+    const db0 = pids.map(procCpu);
+    const cpu0 = process.cpuUsage();
+    const start = process.hrtime.bigint();
+    for (const body of bodies) {
+      const who = await ledger.authenticateGateway(gw.authorize('POST', UPLOAD, body, T0), 'POST', UPLOAD, body);
+      await ledger.upload(who, body);
+    }
+    const s = Number(process.hrtime.bigint() - start) / 1e9;
+    const cpu = process.cpuUsage(cpu0);
+    const db1 = pids.map(procCpu);
+    let dbUs: number | undefined = storage.options.kind === 'postgres' ? 0 : undefined;
+    db1.forEach((v, i) => {
+      const v0 = db0[i];
+      dbUs = dbUs === undefined || v === undefined || v0 === undefined ? undefined : dbUs + ((v - v0) * 1e6) / entries;
+    });
+    return { rate: entries / s, nodeUs: (cpu.user + cpu.system) / entries, dbUs };
+  } finally {
+    await ledger.close();
+  }
+}
+
+/** Fills `frames` with `total` synthetic rows (one pack of `perPack`, the rest spread) and times one 100 k-row history page. */
+async function historyAt(total: number, perPack: number): Promise<{ ms: number; rows: number }> {
+  const storage = await postgresStorage(2);
+  const f = await TestFactory.create('Bench');
+  const ledger = await Ledger.open({ storage: storage.options, witness: testWitness(), trust: await f.trust(), clock: () => T0, verifyThreads: 0 });
+  try {
+    const gw = new TestGateway('history', 6);
+    const rec = await ledger.enrollGateway(gw.vkey);
+    const url = storage.options.kind === 'postgres' ? storage.options.url : '';
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      // Rows as uploads would have stored them; the target pack's frames are interleaved with the others'.
+      await c.query(
+        `INSERT INTO frames (serial, counter, frame_sha256, gateway_id, idx, received_at, source, cert_sha256, device_time,
+           soc, soh, voltage, current, cell_min, cell_max, temp_min, temp_max, cycles, alarms)
+         SELECT CASE WHEN n % $3 = 0 THEN 'PK-TARGET' ELSE 'PK-' || lpad((n % 997)::text, 6, '0') END,
+                CASE WHEN n % $3 = 0 THEN n / $3 ELSE n END,
+                sha256(int8send(n)), $1, n, $4::bigint + n, 'serial:/dev/ttyUSB0', sha256(''::bytea), $4::bigint + n,
+                800, 960, 52000, -1000, 3280, 3290, 210, 250, 300, 0
+         FROM generate_series(0, $2 - 1) AS n`,
+        [rec.id, total, Math.floor(total / perPack), T0],
+      );
+      // As autovacuum leaves a live table: statistics and the visibility map (index-only scans).
+      await c.query('VACUUM ANALYZE frames');
+    } finally {
+      await c.end();
+    }
+    await ledger.history('PK-TARGET', { limit: 10 }); // warm the pool and plan
+    const times: number[] = [];
+    let rows = 0;
+    for (let round = 0; round < 5; round++) {
+      const start = process.hrtime.bigint();
+      rows = (await ledger.history('PK-TARGET', { limit: 100_000 })).rows.length;
+      times.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    return { ms: times.sort((a, b) => a - b)[2] ?? 0, rows };
+  } finally {
+    await ledger.close();
+    await storage.drop();
+  }
+}
+
+export async function ledgerBenchmarks(baseline: number): Promise<Result[]> {
+  const cores = availableParallelism();
+  const n = LARGE ? 1_000_000 : 30_000;
+  const out: Result[] = [];
+  for (const make of [() => Promise.resolve(embeddedStorage()), () => postgresStorage(4)]) {
+    const storage = await make();
+    try {
+      const c = await catchUp(storage, n);
+      const vUs = verifyCpuUs();
+      const cpu = c.dbUs === undefined ? `${(vUs / c.nodeUs).toFixed(2)} (database in-process)` : `${(vUs / (c.nodeUs + c.dbUs)).toFixed(2)} (µs per entry: ledger ${c.nodeUs.toFixed(0)}, PostgreSQL ${c.dbUs.toFixed(0)}; verify ${vUs.toFixed(0)})`;
+      out.push({
+        name: `ledger catch-up, ${n.toLocaleString('en')} entries, ${storage.name}`,
+        opsPerSec: c.rate,
+        note: `wall: ${(c.rate / (baseline * cores)).toFixed(2)} of raw verify × ${cores} cores; CPU: ${cpu}`,
+        target: '≥ 0.8 of raw verify × cores',
+      });
+    } finally {
+      await storage.drop();
+    }
+  }
+  const total = LARGE ? 10_000_000 : 1_000_000;
+  const h = await historyAt(total, 100_000);
+  out.push({ name: `ledger history, ${h.rows.toLocaleString('en')} rows of one pack among ${total.toLocaleString('en')} (PostgreSQL)`, opsPerSec: 1000 / h.ms, note: `${h.ms.toFixed(0)} ms (median of 5)`, target: '< 1 s' });
+  return out;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const baseline = baselineVerifyRate();
+  console.log(formatTable(baseline, await ledgerBenchmarks(baseline)));
+}
