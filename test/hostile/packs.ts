@@ -14,7 +14,6 @@ import {
   coseKid,
   decodeCbor,
   encodeCbor,
-  encodeFrame,
   importPublicKey,
   sha256,
   sigStructure,
@@ -23,9 +22,8 @@ import {
   type HelloMessage,
   type PublicKey,
   type SignatureAlg,
-  type SohFrame,
 } from '../../protocol/index.js';
-import type { TestFactory } from '../../gateway/ingest/ingest-testkit.js';
+import { payload, type TestFactory } from '../../gateway/ingest/ingest-testkit.js';
 import { write, type Node } from './cbor-hostile.js';
 
 /** Order of the P-256 group (FIPS 186-4 D.1.2.3). */
@@ -47,28 +45,8 @@ function signWith(alg: SignatureAlg, key: KeyObject, tbs: Uint8Array): Uint8Arra
   return new Uint8Array(alg === 'Ed25519' ? nodeSign(null, tbs, key) : nodeSign('sha256', tbs, { key, dsaEncoding: 'ieee-p1363' }));
 }
 
-/** A frame payload for `serial`/`counter` (fields overridable; encodeFrame validates it). */
-export function payloadOf(serial: string, counter: number, over: Partial<SohFrame> = {}): Uint8Array {
-  return encodeFrame({
-    v: 1,
-    serial,
-    counter,
-    time: 1_767_225_600_000 + counter * 1000,
-    soc: 815,
-    soh: 962,
-    voltage: 52_480,
-    current: 12_500,
-    tempMin: 215,
-    tempMax: 248,
-    cycles: 312,
-    cells: [3281, 3280, 3279, 3282],
-    remainingCapacity: 96_200,
-    resistance: 18_500,
-    alarms: 0,
-    firmware: '1.4.2',
-    ...over,
-  });
-}
+/** A frame payload for `serial`/`counter` (fields overridable; encodeFrame validates it): the ingest tests' own. */
+export const payloadOf = payload;
 
 /**
  * Every frame the suite made as genuine (signed by its pack's own key over its own serial), by
