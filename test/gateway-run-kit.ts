@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeTrustBundle } from '../protocol/index.js';
-import { Fleet } from '../hw-sim/index.js';
+import { Fleet, type FleetOptions } from '../hw-sim/index.js';
 import { TestFactory } from '../gateway/ingest/ingest-testkit.js';
 import { BleTransport, createKeyFile, SerialTransport } from '../gateway/index.js';
 import { Provisioner, until } from './gateway-ingest-testkit.js';
@@ -30,16 +30,19 @@ export interface RunSetup {
 
 const BLE_FAST = { scanIntervalMs: 200, connectTimeoutMs: 5000, backoff: { initialMs: 50, maxMs: 400 } };
 
-/** Starts the fleet, provisions every pack over its link, writes bundle, key and config. */
-export async function setUp(dir: string, packs: { serial: number; ble: number }): Promise<RunSetup> {
-  const fleet = await Fleet.start({ dir: join(dir, 'fleet'), ...packs, seed: 29, periodMs: 200, tickMs: 50 });
+/**
+ * Starts the fleet, provisions every pack over its link, writes bundle, key and config. `fleet`
+ * overrides the fleet's seed, speed, frame period or tick (default seed 29, 200 ms, 50 ms, speed 1).
+ */
+export async function setUp(dir: string, packs: { serial: number; ble: number }, fleet: Partial<Pick<FleetOptions, 'seed' | 'speed' | 'periodMs' | 'tickMs'>> = {}): Promise<RunSetup> {
+  const sim = await Fleet.start({ dir: join(dir, 'fleet'), ...packs, seed: 29, periodMs: 200, tickMs: 50, ...fleet });
   const factory = await TestFactory.create();
   const prov = new Provisioner({ open: () => undefined, message: () => undefined, reject: () => undefined, close: () => undefined });
-  const eps = fleet.endpoints();
+  const eps = sim.endpoints();
   const serialEps = eps.filter((e) => e.kind === 'serial');
   const bleEps = eps.filter((e) => e.kind === 'ble');
   const serial = new SerialTransport({ ports: serialEps.map((e) => e.endpoint), pollMs: 200 });
-  const ble = bleEps.length > 0 ? new BleTransport({ ...BLE_FAST, busAddress: fleet.busAddress as string }) : undefined;
+  const ble = bleEps.length > 0 ? new BleTransport({ ...BLE_FAST, busAddress: sim.busAddress as string }) : undefined;
   await serial.start(prov);
   await ble?.start(prov);
   await Promise.all(eps.map((e, i) => prov.provision(`${e.kind}:${e.endpoint}`, e.label, factory, i % 2 === 0 ? 'Ed25519' : 'ES256')));
@@ -69,7 +72,7 @@ export async function setUp(dir: string, packs: { serial: number; ble: number })
     writeFileSync(configPath, JSON.stringify(config, null, 2));
   };
   writeConfig({ everyEntries: 20, everyMs: 500 });
-  return { dir, fleet, configPath, bundlePath, verifierKey: key.verifierKey, dataDir, writeConfig };
+  return { dir, fleet: sim, configPath, bundlePath, verifierKey: key.verifierKey, dataDir, writeConfig };
 }
 
 /** A running `gateway run` child. */

@@ -8,14 +8,13 @@
  * stop, the lag returns to 0. The steps share one fleet, one ledger directory and run in order.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createNoteSigner, gatewayOrigin, openCheckpoint, parseVerifierKey, signSyncRequest } from '../protocol/index.js';
 import { groundTruth, readLog, until } from './gateway-ingest-testkit.js';
 import { cli, Daemon, setUp, type RunSetup } from './gateway-run-kit.js';
-import { allHistory, api, LedgerProcess, ledgerCli, syncConfig } from './ledger-sync-kit.js';
+import { allHistory, api, freePort, LedgerProcess, ledgerCli, syncConfig } from './ledger-sync-kit.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ledger-sync-'));
 const ledgerDir = join(dir, 'ledger');
@@ -26,14 +25,6 @@ let token = '';
 let witnessKey = '';
 let url = '';
 let fleetStopped = false;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => { r(); }));
-  return port;
-}
 
 interface SyncStatus {
   store: { size: number };
