@@ -2,7 +2,7 @@ import { Encoder } from 'cbor-x';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fromHex, toHex } from './bytes.js';
-import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import { byteStringHead, CborTag, decodeCbor, encodeCbor, headLength, writeHead, type CborValue } from './cbor.js';
 import { ProtocolError } from './errors.js';
 import { codeOf } from './testing.js';
 
@@ -46,6 +46,21 @@ const RFC8949_EXAMPLES: [string, CborValue][] = [
   ['826161a161626163', ['a', new Map([['b', 'c']])]],
   ['d74401020304', new CborTag(23, Uint8Array.from([1, 2, 3, 4]))],
 ];
+
+describe('writeHead / headLength / byteStringHead', () => {
+  it('write the shortest head at the boundaries of every argument size, as encodeCbor does', () => {
+    const args = [0, 23, 24, 255, 256, 65535, 65536, 0xffff_ffff, 0x1_0000_0000, Number.MAX_SAFE_INTEGER];
+    for (const n of args) {
+      const out = new Uint8Array(12).fill(0xee);
+      const end = writeHead(out, 2, 0, n);
+      expect(end - 2).toBe(headLength(n));
+      expect(toHex(out.subarray(2, end))).toBe(toHex(encodeCbor(n)));
+      expect(out[end]).toBe(0xee);
+      expect(toHex(byteStringHead(n))).toBe(toHex(out.subarray(2, end).map((b, i) => (i === 0 ? b | 0x40 : b))));
+    }
+    expect(toHex(byteStringHead(300))).toBe('59012c');
+  });
+});
 
 describe('encodeCbor / decodeCbor', () => {
   describe('with the RFC 8949 Appendix A examples inside the subset', () => {

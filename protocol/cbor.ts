@@ -207,33 +207,7 @@ class Writer {
 
   head(major: number, n: number): void {
     this.reserve(9);
-    const m = major << 5;
-    const b = this.buf;
-    if (n < 24) b[this.pos++] = m | n;
-    else if (n < 0x100) {
-      b[this.pos++] = m | 24;
-      b[this.pos++] = n;
-    } else if (n < 0x10000) {
-      b[this.pos++] = m | 25;
-      b[this.pos++] = n >>> 8;
-      b[this.pos++] = n & 0xff;
-    } else if (n < 0x100000000) {
-      b[this.pos++] = m | 26;
-      b[this.pos++] = n >>> 24;
-      b[this.pos++] = (n >>> 16) & 0xff;
-      b[this.pos++] = (n >>> 8) & 0xff;
-      b[this.pos++] = n & 0xff;
-    } else {
-      const hi = Math.floor(n / 0x100000000);
-      const lo = n >>> 0;
-      b[this.pos++] = m | 27;
-      for (const w of [hi, lo]) {
-        b[this.pos++] = w >>> 24;
-        b[this.pos++] = (w >>> 16) & 0xff;
-        b[this.pos++] = (w >>> 8) & 0xff;
-        b[this.pos++] = w & 0xff;
-      }
-    }
+    this.pos = writeHead(this.buf, this.pos, major, n);
   }
 
   bytes(v: Uint8Array): void {
@@ -304,9 +278,58 @@ export function encodeCbor(value: CborValue): Uint8Array {
   return w.buf.slice(0, w.pos);
 }
 
+/** Size in bytes of the shortest head (RFC 8949 §4.2.1) for argument `n`, a safe non-negative integer. */
+export function headLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9;
+}
+
+/**
+ * Writes the shortest head of major type `major` with argument `n` (a safe non-negative integer)
+ * into `out` at `at`, which must have headLength(n) bytes free; returns the position after it. For
+ * encoders of fixed shapes on the hot path (leaf.ts, cose-sign1.ts) that size their output exactly.
+ */
+export function writeHead(out: Uint8Array, at: number, major: number, n: number): number {
+  const m = major << 5;
+  if (n < 24) {
+    out[at] = m | n;
+    return at + 1;
+  }
+  if (n < 0x100) {
+    out[at] = m | 24;
+    out[at + 1] = n;
+    return at + 2;
+  }
+  if (n < 0x10000) {
+    out[at] = m | 25;
+    out[at + 1] = n >>> 8;
+    out[at + 2] = n & 0xff;
+    return at + 3;
+  }
+  if (n < 0x100000000) {
+    out[at] = m | 26;
+    out[at + 1] = n >>> 24;
+    out[at + 2] = (n >>> 16) & 0xff;
+    out[at + 3] = (n >>> 8) & 0xff;
+    out[at + 4] = n & 0xff;
+    return at + 5;
+  }
+  const hi = Math.floor(n / 0x100000000);
+  const lo = n >>> 0;
+  out[at] = m | 27;
+  out[at + 1] = hi >>> 24;
+  out[at + 2] = (hi >>> 16) & 0xff;
+  out[at + 3] = (hi >>> 8) & 0xff;
+  out[at + 4] = hi & 0xff;
+  out[at + 5] = lo >>> 24;
+  out[at + 6] = (lo >>> 16) & 0xff;
+  out[at + 7] = (lo >>> 8) & 0xff;
+  out[at + 8] = lo & 0xff;
+  return at + 9;
+}
+
 /** The head bytes of a byte string of length n (used to build COSE Sig_structure without copying). */
 export function byteStringHead(n: number): Uint8Array {
-  const w = new Writer();
-  w.head(2, n);
-  return w.buf.slice(0, w.pos);
+  const out = new Uint8Array(headLength(n));
+  writeHead(out, 0, 2, n);
+  return out;
 }

@@ -17,7 +17,7 @@
  * before any decoding, and the CBOR codec rejects anything non-deterministic.
  */
 import { bytesEqual, concatBytes, utf8 } from './bytes.js';
-import { byteStringHead, CborTag, decodeCbor, encodeCbor, type CborMap, type CborValue } from './cbor.js';
+import { byteStringHead, CborTag, decodeCbor, encodeCbor, headLength, writeHead, type CborMap, type CborValue } from './cbor.js';
 import type { SignatureAlg } from './crypto.js';
 import { sha256Portable } from './crypto-portable.js';
 import { invariant, ProtocolError } from './errors.js';
@@ -71,15 +71,21 @@ export interface VerifiedSign1 {
  * written from the given byte strings with deterministic heads.
  */
 export function sigStructure(protectedBytes: Uint8Array, externalAad: Uint8Array, payload: Uint8Array): Uint8Array {
-  return concatBytes(
-    SIG1_PREFIX,
-    byteStringHead(protectedBytes.length),
-    protectedBytes,
-    byteStringHead(externalAad.length),
-    externalAad,
-    byteStringHead(payload.length),
-    payload,
+  // Sized exactly and written in place: this runs once per frame on the gateway's verify path.
+  const out = new Uint8Array(
+    SIG1_PREFIX.length +
+      headLength(protectedBytes.length) + protectedBytes.length +
+      headLength(externalAad.length) + externalAad.length +
+      headLength(payload.length) + payload.length,
   );
+  out.set(SIG1_PREFIX, 0);
+  let at = SIG1_PREFIX.length;
+  for (const part of [protectedBytes, externalAad, payload]) {
+    at = writeHead(out, at, 2, part.length);
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /** packchain kid: the first 16 bytes of SHA-256 over the device key's SubjectPublicKeyInfo DER. */

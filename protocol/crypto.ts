@@ -5,13 +5,57 @@
  * their own names (sha256Portable, verifySignaturePortable, ...); browser code imports only those. Signatures: Ed25519 64 bytes (RFC 8032); ES256 raw
  * r‖s, 64 bytes (RFC 9053 §2.1), high-S accepted because secure elements do not normalise S.
  */
+import * as nodeCrypto from 'node:crypto';
 import { createHash, createPublicKey, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { ProtocolError } from './errors.js';
 import { p256 } from '@noble/curves/nist.js';
 import { concatBytes, fromBase64Url, toBase64Url } from './bytes.js';
 
-/** SHA-256 of the concatenation of `parts`. */
+/**
+ * crypto.hash (Node ≥ 20.12, 21.7): one-shot SHA-256 with no Hash object, about 1.5× faster than
+ * createHash for frame- and node-sized inputs. Read from the namespace so that older Node 20
+ * releases, which lack it, load this module and fall back to createHash.
+ */
+const oneShot = (nodeCrypto as { hash?: typeof nodeCrypto.hash }).hash;
+/**
+ * Several parts totalling up to this size are copied into `scratch` and hashed in one shot; longer
+ * inputs are streamed. Hashing is synchronous, so one scratch buffer per thread cannot be shared
+ * by two calls at once.
+ */
+const ONE_SHOT_CONCAT_MAX = 4096;
+const scratch = new Uint8Array(ONE_SHOT_CONCAT_MAX);
+
+function oneShotDigest(hash: typeof nodeCrypto.hash, data: Uint8Array): Uint8Array {
+  const d = hash('sha256', data, 'buffer');
+  // A plain Uint8Array like the createHash path returns; the digest owns its 32-byte ArrayBuffer
+  // (not Buffer's shared pool), so the view is safe to keep, transfer or slice.
+  return d.byteLength === d.buffer.byteLength ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : Uint8Array.from(d);
+}
+
+/**
+ * SHA-256 of the concatenation of `parts`. The result is a plain Uint8Array with its own
+ * 32-byte buffer. Merkle leaf and node hashes (merkle.ts) and the gateway's frame digests run
+ * through here once per frame, so short inputs take the one-shot path.
+ */
 export function sha256(...parts: readonly Uint8Array[]): Uint8Array {
+  if (oneShot !== undefined) {
+    if (parts.length === 1) return oneShotDigest(oneShot, parts[0] as Uint8Array);
+    let n = 0;
+    for (const p of parts) n += p.length;
+    if (n <= ONE_SHOT_CONCAT_MAX) {
+      let at = 0;
+      for (const p of parts) {
+        scratch.set(p, at);
+        at += p.length;
+      }
+      return oneShotDigest(oneShot, scratch.subarray(0, n));
+    }
+  }
+  return sha256Streamed(parts);
+}
+
+/** SHA-256 through a Hash object: long inputs, and Node releases without crypto.hash. */
+export function sha256Streamed(parts: readonly Uint8Array[]): Uint8Array {
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return new Uint8Array(h.digest());

@@ -29,6 +29,28 @@ describe('encodeLeaf / decodeLeaf', () => {
     );
   });
 
+  it('writes the same bytes as the generic deterministic encoder for any valid leaf', () => {
+    const anyLeaf = fc.record({
+      receivedAt: fc.oneof(fc.integer({ min: 0, max: 0x1_0001 }), fc.constantFrom(0xffff_ffff, 0x1_0000_0000), fc.maxSafeNat()),
+      source: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 40 }).filter((s) => s.length <= 128),
+      certSha256: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      frame: fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 30 }), fc.uint8Array({ minLength: 250, maxLength: 768 })),
+    });
+    fc.assert(
+      fc.property(anyLeaf, (l) => {
+        const generic = mapOf([
+          [0, 1],
+          [1, l.receivedAt],
+          [2, l.source],
+          [3, l.certSha256],
+          [4, l.frame],
+        ]);
+        expect(toHex(encodeLeaf(l))).toBe(toHex(generic));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   describe('when the leaf is malformed', () => {
     const good: [number, CborValue][] = [
       [0, 1],

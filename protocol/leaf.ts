@@ -8,8 +8,9 @@
  * Leaf data v1 is a deterministic CBOR map: {0: 1, 1: receivedAt ms, 2: source text, 3: SHA-256 of the
  * device certificate DER, 4: COSE_Sign1 bytes}. The Merkle leaf hash is RFC 9162 SHA-256(0x00 ‖ data).
  */
-import { decodeCbor, encodeCbor, type CborValue } from './cbor.js';
-import { ProtocolError } from './errors.js';
+import { utf8 } from './bytes.js';
+import { decodeCbor, headLength, writeHead } from './cbor.js';
+import { invariant, ProtocolError } from './errors.js';
 
 export const LEAF_VERSION = 1;
 /** Cap on leaf data: a 768-byte COSE frame plus the gateway's fields. */
@@ -42,18 +43,37 @@ function check(leaf: LogLeaf): void {
   }
 }
 
-/** Encodes leaf data. Throws LEAF_MALFORMED when a field is out of range. */
+/**
+ * Encodes leaf data. Throws LEAF_MALFORMED when a field is out of range. The map's shape is fixed,
+ * so it is written directly, sized exactly (the gateway encodes one leaf per frame): map(5), then
+ * keys 0..4 — one byte each and already in deterministic order — each followed by its value. The
+ * bytes equal encodeCbor of the same map (leaf.test.ts checks it).
+ */
 export function encodeLeaf(leaf: LogLeaf): Uint8Array {
   check(leaf);
-  return encodeCbor(
-    new Map<number, CborValue>([
-      [0, LEAF_VERSION],
-      [1, leaf.receivedAt],
-      [2, leaf.source],
-      [3, leaf.certSha256],
-      [4, leaf.frame],
-    ]),
+  const source = utf8(leaf.source);
+  const { receivedAt, certSha256, frame } = leaf;
+  const out = new Uint8Array(
+    1 + 2 + (1 + headLength(receivedAt)) + (1 + headLength(source.length) + source.length) + (1 + 2 + 32) + (1 + headLength(frame.length) + frame.length),
   );
+  out[0] = 0xa5; // map of 5
+  out[1] = 0x00;
+  out[2] = LEAF_VERSION;
+  out[3] = 0x01;
+  let at = writeHead(out, 4, 0, receivedAt);
+  out[at++] = 0x02;
+  at = writeHead(out, at, 3, source.length);
+  out.set(source, at);
+  at += source.length;
+  out[at++] = 0x03;
+  at = writeHead(out, at, 2, 32);
+  out.set(certSha256, at);
+  at += 32;
+  out[at++] = 0x04;
+  at = writeHead(out, at, 2, frame.length);
+  out.set(frame, at);
+  invariant(at + frame.length === out.length, 'leaf size prediction');
+  return out;
 }
 
 /**

@@ -17,13 +17,11 @@
  * worker receives raw keys with each batch and keeps the imported KeyObjects in a bounded LRU keyed
  * by the certificate's SHA-256.
  */
-import { hash as nodeHash } from 'node:crypto';
 import {
   decodeFrame,
   encodeLeaf,
   importPublicKey,
   isProtocolError,
-  leafHash,
   sha256,
   toHex,
   verifySign1,
@@ -59,18 +57,10 @@ export type FrameVerdict =
   | { readonly ok: false; readonly code: string; readonly detail: string; readonly counter?: number };
 
 /**
- * crypto.hash (Node ≥ 20.12): one-shot SHA-256 without a Hash object, about 1.5× faster than
- * createHash for frame-sized inputs; older Node 20 releases fall back to protocol's sha256.
+ * RFC 9162 §2.1.1 leaf hash of `slot`'s bytes after its first, which must be 0x00 (the leaf prefix):
+ * SHA-256 of the whole slot, so the leaf is hashed in place without a concatenation.
  */
-const oneShot =
-  (nodeHash as typeof nodeHash | undefined) &&
-  ((b: Uint8Array): Uint8Array => {
-    const h = nodeHash('sha256', b, 'buffer');
-    return new Uint8Array(h.buffer, h.byteOffset, h.length); // a plain Uint8Array, as protocol's sha256 returns
-  });
-const sha256Of = oneShot ?? ((b: Uint8Array): Uint8Array => sha256(b));
-/** RFC 9162 §2.1.1 leaf hash of `slot`'s bytes after its first, which must be 0x00 (the leaf prefix). */
-const leafHashOfSlot = oneShot ?? ((slot: Uint8Array): Uint8Array => leafHash(slot.subarray(1)));
+const leafHashOfSlot = (slot: Uint8Array): Uint8Array => sha256(slot);
 
 /**
  * Verifies `cose` with `key`. Returns ok with the frame counter, device time and SHA-256 of the COSE
@@ -119,7 +109,7 @@ function check(cose: Uint8Array, key: FrameKey): FrameVerdict {
         counter: frame.counter,
       };
     }
-    return { ok: true, counter: frame.counter, time: frame.time, sha256: sha256Of(payload) };
+    return { ok: true, counter: frame.counter, time: frame.time, sha256: sha256(payload) };
   } catch (e) {
     if (isProtocolError(e)) return { ok: false, code: e.code, detail: e.message };
     return { ok: false, code: 'VERIFY_INTERNAL', detail: `gateway: verification failed unexpectedly: ${e instanceof Error ? e.message : String(e)}` };
