@@ -27,16 +27,31 @@ export interface JudgedLeaf {
   readonly receivedAt: number | null;
   readonly source: string | null;
   readonly certSha256: Uint8Array | null;
+  /** certSha256 in hex ('' when the leaf did not decode): the key of the device certificate. */
+  readonly certHex: string;
   /** The certificate's pack serial (or the serial a refused certificate claims). */
   serial: string | null;
   counter: number | null;
   /** null = a verified frame. */
   verdict: string | null;
   message: string | null;
-  /** FIELD_COUNT values (verify-frame.ts FIELDS) of a verified frame. */
-  values: Float64Array | null;
-  /** SHA-256 of the signed payload of a verified frame. */
-  payloadHash: Uint8Array | null;
+  /**
+   * The verification reply of a verified frame's chunk (shared by the chunk's leaves, so no
+   * per-leaf copies): its FIELD_COUNT values (verify-frame.ts FIELDS) start at `at` × FIELD_COUNT
+   * in `reply.values`, its payload SHA-256 at `at` × 32 in `reply.hashes` (see frameValue, payloadHash).
+   */
+  reply: BatchReply | null;
+  at: number;
+}
+
+/** Field `f` (verify-frame.ts FIELDS index) of a verified leaf; 0 for a leaf without values. */
+export function frameValue(j: JudgedLeaf, f: number): number {
+  return j.reply?.values[j.at * FIELD_COUNT + f] ?? 0;
+}
+
+/** SHA-256 of a verified leaf's signed payload (a view into its chunk's reply); empty for a leaf without one. */
+export function payloadHash(j: JudgedLeaf): Uint8Array {
+  return j.reply === null ? new Uint8Array(0) : j.reply.hashes.subarray(j.at * 32, j.at * 32 + 32);
 }
 
 /** Frames per verification chunk (each spread over the pool's workers). */
@@ -73,18 +88,20 @@ export async function judgeLeaves(
   const firstSeen = new Map<string, number>();
   for (let k = skip; k < entries.length; k++) {
     const data = entries[k] as Uint8Array;
-    const base = { data, leafHash: hashes[k] as Uint8Array, values: null, payloadHash: null };
+    const leafHash = hashes[k] as Uint8Array;
+    let leaf: LogLeaf;
     try {
-      const leaf = decodeLeaf(data);
-      const hex = toHex(leaf.certSha256);
-      if (!firstSeen.has(hex)) firstSeen.set(hex, leaf.receivedAt);
-      decoded.push(leaf);
-      out.push({ ...base, receivedAt: leaf.receivedAt, source: leaf.source, certSha256: leaf.certSha256, serial: null, counter: null, verdict: null, message: null });
+      leaf = decodeLeaf(data);
     } catch (e) {
       if (!isProtocolError(e)) throw e;
       decoded.push(undefined);
-      out.push({ ...base, receivedAt: null, source: null, certSha256: null, serial: null, counter: null, verdict: e.code, message: e.message });
+      out.push({ data, leafHash, receivedAt: null, source: null, certSha256: null, certHex: '', serial: null, counter: null, verdict: e.code, message: e.message, reply: null, at: 0 });
+      continue;
     }
+    const hex = toHex(leaf.certSha256);
+    if (!firstSeen.has(hex)) firstSeen.set(hex, leaf.receivedAt);
+    decoded.push(leaf);
+    out.push({ data, leafHash, receivedAt: leaf.receivedAt, source: leaf.source, certSha256: leaf.certSha256, certHex: hex, serial: null, counter: null, verdict: null, message: null, reply: null, at: 0 });
   }
   const judged: Judging = { leaves: out, until: () => Promise.resolve() };
   if (firstSeen.size === 0) return judged;
@@ -98,7 +115,7 @@ export async function judgeLeaves(
   out.forEach((j, i) => {
     const leaf = decoded[i];
     if (leaf === undefined || j.certSha256 === null) return;
-    const hex = toHex(j.certSha256);
+    const hex = j.certHex;
     const r = resolved.get(hex);
     if (r === undefined) return;
     j.serial = r.ok ? r.device.packSerial : r.claimedSerial;
@@ -138,18 +155,22 @@ export async function judgeLeaves(
 
 /** Verdicts of jobs [lo, hi) (reply index n ↔ job lo + n) onto their leaves. */
 function applyVerdicts(out: readonly JudgedLeaf[], jobOf: readonly number[], lo: number, hi: number, reply: BatchReply): void {
-  const failed = new Map(reply.errors.map(([i, code, message]) => [i, { code, message }]));
   for (let n = 0; n < hi - lo; n++) {
     const j = out[jobOf[lo + n] ?? -1];
     if (j === undefined) continue;
     if (reply.ok[n] === 1) {
-      j.values = reply.values.slice(n * FIELD_COUNT, (n + 1) * FIELD_COUNT);
-      j.payloadHash = reply.hashes.slice(n * 32, n * 32 + 32);
-      j.counter = j.values[0] ?? null;
+      j.reply = reply;
+      j.at = n;
+      j.counter = reply.values[n * FIELD_COUNT] ?? null;
     } else {
-      const f = failed.get(n) ?? { code: 'VERIFY_INTERNAL', message: 'ledger: no verdict for a frame' };
-      j.verdict = f.code;
-      j.message = f.message;
+      j.verdict = 'VERIFY_INTERNAL'; // replaced below by the reply's error for that frame
+      j.message = 'ledger: no verdict for a frame';
     }
+  }
+  for (const [n, code, message] of reply.errors) {
+    const j = n < hi - lo && reply.ok[n] !== 1 ? out[jobOf[lo + n] ?? -1] : undefined;
+    if (j === undefined) continue;
+    j.verdict = code;
+    j.message = message;
   }
 }

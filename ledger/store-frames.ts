@@ -10,15 +10,22 @@
  * two transactions (two gateways carrying the same frames, on two ledger processes) lock rows in the
  * same order and never deadlock; PostgreSQL's ON CONFLICT makes the loser add a sighting instead
  * of a duplicate. Per-pack summaries (packs, pack_gateways) are upserted the same way.
+ *
+ * Parameters are built for the main thread's sake (a catch-up stores thousands of frames per
+ * upload): numbers go as one array literal string each (pg would quote and escape every element),
+ * repeated texts and certificate hashes as a short list of distinct values plus 1-based indexes,
+ * and the per-frame outcome comes back as one string (one character per frame) instead of rows.
  */
-import { toHex } from '../protocol/index.js';
+import { bytesEqual, toHex } from '../protocol/index.js';
 import type { Queryable } from './db/driver.js';
-import type { JudgedLeaf } from './judge.js';
+import { frameValue, payloadHash, type JudgedLeaf } from './judge.js';
 import type { GatewayRecord } from './types.js';
 import type { EvidenceDraft } from './upload.js';
 
 interface Candidate {
   readonly j: JudgedLeaf;
+  readonly serial: string;
+  readonly counter: number;
   readonly idx: number;
   sightings: number;
 }
@@ -31,86 +38,153 @@ export interface FramesOutcome {
   readonly seenAgain: number;
 }
 
-const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+/**
+ * A PostgreSQL array literal of integers (`{1,2,NULL}`), for an `$n::bigint[]` / `$n::int[]`
+ * parameter: one string built here instead of pg's per-element quoting and escaping.
+ */
+export function intList(n: number, at: (i: number) => number | null): string {
+  let s = '{';
+  for (let i = 0; i < n; i++) {
+    const v = at(i);
+    s += (i === 0 ? '' : ',') + (v === null ? 'NULL' : String(v));
+  }
+  return s + '}';
+}
+
+/**
+ * Repeated values as their distinct values and a 1-based index literal per item (0 for null, which
+ * `($k::text[])[0]` turns into NULL): `keyOf` names a value, `valueOf` gives what to send.
+ */
+export function indexed<T>(n: number, keyOf: (i: number) => string | null, valueOf: (i: number) => T): { distinct: T[]; index: string } {
+  const seen = new Map<string, number>();
+  const distinct: T[] = [];
+  return {
+    distinct,
+    index: intList(n, (i) => {
+      const key = keyOf(i);
+      if (key === null) return 0;
+      let k = seen.get(key);
+      if (k === undefined) {
+        distinct.push(valueOf(i));
+        k = distinct.length;
+        seen.set(key, k);
+      }
+      return k;
+    }),
+  };
+}
 
 function equivocation(j: JudgedLeaf, idx: number, gw: GatewayRecord, held: string): EvidenceDraft {
   j.verdict = 'FRAME_EQUIVOCATION';
   j.message = `ledger: pack ${j.serial ?? '?'} signed two different frames with counter ${j.counter ?? '?'}`;
-  const detail = `${j.serial ?? '?'} counter ${j.counter ?? '?'}: held payload SHA-256 ${held}, ${gw.origin} index ${idx} carries ${toHex(j.payloadHash ?? new Uint8Array(0))}`;
+  const detail = `${j.serial ?? '?'} counter ${j.counter ?? '?'}: held payload SHA-256 ${held}, ${gw.origin} index ${idx} carries ${toHex(payloadHash(j))}`;
   return { kind: 'equivocation', level: 'error', accepted: null, offending: null, proof: [], detail };
 }
 
 /** Stores the verified frames among `fresh` (leaves from index `from`) and updates the pack summaries. */
 export async function storeFrames(tx: Queryable, gw: GatewayRecord, from: number, fresh: readonly JudgedLeaf[]): Promise<FramesOutcome> {
   const equivocations: EvidenceDraft[] = [];
-  const byKey = new Map<string, Candidate>();
+  const bySerial = new Map<string, Map<number, Candidate>>();
   fresh.forEach((j, k) => {
-    if (j.verdict !== null || j.values === null || j.payloadHash === null || j.serial === null) return;
-    const key = `${j.serial}\n${j.counter ?? -1}`;
-    const seen = byKey.get(key);
-    if (seen === undefined) byKey.set(key, { j, idx: from + k, sightings: 1 });
-    else if (Buffer.compare(seen.j.payloadHash ?? new Uint8Array(0), j.payloadHash) === 0) seen.sightings++;
-    else equivocations.push(equivocation(j, from + k, gw, toHex(seen.j.payloadHash ?? new Uint8Array(0))));
+    if (j.verdict !== null || j.reply === null || j.serial === null || j.counter === null) return;
+    let counters = bySerial.get(j.serial);
+    if (counters === undefined) {
+      counters = new Map();
+      bySerial.set(j.serial, counters);
+    }
+    const seen = counters.get(j.counter);
+    if (seen === undefined) counters.set(j.counter, { j, serial: j.serial, counter: j.counter, idx: from + k, sightings: 1 });
+    else if (bytesEqual(payloadHash(seen.j), payloadHash(j))) seen.sightings++;
+    else equivocations.push(equivocation(j, from + k, gw, toHex(payloadHash(seen.j))));
   });
-  const list = [...byKey.values()].sort((a, b) => cmp(a.j.serial ?? '', b.j.serial ?? '') || (a.j.counter ?? 0) - (b.j.counter ?? 0));
+  // Sorted by (serial, counter): the lock order of every upload.
+  const list: Candidate[] = [];
+  for (const serial of [...bySerial.keys()].sort()) {
+    const counters = bySerial.get(serial);
+    if (counters !== undefined) for (const c of [...counters.values()].sort((a, b) => a.counter - b.counter)) list.push(c);
+  }
   if (list.length === 0) return { equivocations, stored: 0, seenAgain: 0 };
-  const col = (f: number): number[] => list.map((c) => c.j.values?.[f] ?? 0);
-  const rows = await tx.query<{ serial: string; counter: number; inserted: boolean }>(
-    `INSERT INTO frames (serial, counter, frame_sha256, gateway_id, idx, received_at, source, cert_sha256, device_time,
-        soc, soh, voltage, current, cell_min, cell_max, temp_min, temp_max, cycles, alarms, sightings)
-     SELECT u.serial, u.counter, u.h, $1, u.idx, u.r, u.src, u.cert, u.t, u.soc, u.soh, u.v, u.cur, u.cmin, u.cmax, u.tmin, u.tmax, u.cyc, u.al, u.n
-     FROM unnest($2::text[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::text[], $8::bytea[], $9::bigint[],
-                 $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[], $17::int[], $18::bigint[], $19::bigint[], $20::int[])
-       AS u(serial, counter, h, idx, r, src, cert, t, soc, soh, v, cur, cmin, cmax, tmin, tmax, cyc, al, n)
-     ON CONFLICT (serial, counter) DO UPDATE SET sightings = frames.sightings + excluded.sightings
-       WHERE frames.frame_sha256 = excluded.frame_sha256
-     RETURNING serial, counter, (xmax = 0) AS inserted`,
+  const n = list.length;
+  const cand = (i: number): Candidate => list[i] as Candidate;
+  const col = (f: number): string => intList(n, (i) => frameValue(cand(i).j, f));
+  const serials = indexed(n, (i) => cand(i).serial, (i) => cand(i).serial);
+  const sources = indexed(n, (i) => cand(i).j.source, (i) => cand(i).j.source);
+  const certs = indexed(n, (i) => cand(i).j.certHex, (i) => cand(i).j.certSha256);
+  // One character per candidate, in list order: '1' inserted, '0' another sighting of the held
+  // frame, '-' neither (the held frame has another payload).
+  const rows = await tx.query<{ outcome: string | null }>(
+    `WITH ins AS (
+       INSERT INTO frames (serial, counter, frame_sha256, gateway_id, idx, received_at, source, cert_sha256, device_time,
+          soc, soh, voltage, current, cell_min, cell_max, temp_min, temp_max, cycles, alarms, sightings)
+       SELECT ($21::text[])[u.si], u.counter, u.h, $1, u.idx, u.r, ($22::text[])[u.soi], ($23::bytea[])[u.ci], u.t,
+              u.soc, u.soh, u.v, u.cur, u.cmin, u.cmax, u.tmin, u.tmax, u.cyc, u.al, u.n
+       FROM unnest($2::int[], $3::bigint[], $4::bytea[], $5::bigint[], $6::bigint[], $7::int[], $8::int[], $9::bigint[],
+                   $10::int[], $11::int[], $12::int[], $13::int[], $14::int[], $15::int[], $16::int[], $17::int[], $18::bigint[], $19::bigint[], $20::int[])
+         AS u(si, counter, h, idx, r, soi, ci, t, soc, soh, v, cur, cmin, cmax, tmin, tmax, cyc, al, n)
+       ON CONFLICT (serial, counter) DO UPDATE SET sightings = frames.sightings + excluded.sightings
+         WHERE frames.frame_sha256 = excluded.frame_sha256
+       RETURNING serial, counter, (xmax = 0) AS inserted)
+     SELECT string_agg(CASE WHEN ins.inserted IS NULL THEN '-' WHEN ins.inserted THEN '1' ELSE '0' END, '' ORDER BY u.k) AS outcome
+     FROM unnest($2::int[], $3::bigint[]) WITH ORDINALITY AS u(si, counter, k)
+       LEFT JOIN ins ON ins.serial = ($21::text[])[u.si] AND ins.counter = u.counter`,
     [
       gw.id,
-      list.map((c) => c.j.serial),
-      list.map((c) => c.j.counter),
-      list.map((c) => c.j.payloadHash),
-      list.map((c) => c.idx),
-      list.map((c) => c.j.receivedAt),
-      list.map((c) => c.j.source),
-      list.map((c) => c.j.certSha256),
+      serials.index,
+      intList(n, (i) => cand(i).counter),
+      list.map((c) => payloadHash(c.j)),
+      intList(n, (i) => cand(i).idx),
+      intList(n, (i) => cand(i).j.receivedAt),
+      sources.index,
+      certs.index,
       col(1), col(2), col(3), col(4), col(5), col(6), col(7), col(8), col(9), col(10), col(11),
-      list.map((c) => c.sightings),
+      intList(n, (i) => cand(i).sightings),
+      serials.distinct,
+      sources.distinct,
+      certs.distinct,
     ],
   );
-  const done = new Map(rows.map((r) => [`${r.serial}\n${r.counter}`, r.inserted]));
-  const missing = list.filter((c) => !done.has(`${c.j.serial ?? ''}\n${c.j.counter ?? -1}`));
+  const outcome = rows[0]?.outcome ?? '';
+  const missing = list.filter((_, i) => outcome[i] !== '1' && outcome[i] !== '0');
   if (missing.length > 0) {
     // Not inserted and not updated: the held frame has another payload.
     const held = await tx.query<{ serial: string; counter: number; frame_sha256: Uint8Array }>(
       'SELECT serial, counter, frame_sha256 FROM frames WHERE (serial, counter) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))',
-      [missing.map((c) => c.j.serial), missing.map((c) => c.j.counter)],
+      [missing.map((c) => c.serial), missing.map((c) => c.counter)],
     );
     const hashOf = new Map(held.map((h) => [`${h.serial}\n${h.counter}`, toHex(h.frame_sha256)]));
-    for (const c of missing) equivocations.push(equivocation(c.j, c.idx, gw, hashOf.get(`${c.j.serial ?? ''}\n${c.j.counter ?? -1}`) ?? '?'));
+    for (const c of missing) equivocations.push(equivocation(c.j, c.idx, gw, hashOf.get(`${c.serial}\n${c.counter}`) ?? '?'));
   }
   // Per-pack summaries: new frames into packs, every sighting into pack_gateways.
   const packs = new Map<string, { frames: number; lo: number; hi: number; first: number; last: number }>();
   const sight = new Map<string, { frames: number; first: number; last: number }>();
   let stored = 0;
   let seenAgain = 0;
-  for (const c of list) {
-    const inserted = done.get(`${c.j.serial ?? ''}\n${c.j.counter ?? -1}`);
-    if (inserted === undefined) continue;
-    const serial = c.j.serial ?? '';
-    const counter = c.j.counter ?? 0;
+  list.forEach((c, i) => {
+    const o = outcome[i];
+    if (o !== '1' && o !== '0') return;
+    const { serial, counter } = c;
     const t = c.j.receivedAt ?? 0;
-    if (inserted) {
+    if (o === '1') {
       stored++;
       seenAgain += c.sightings - 1;
       const p = packs.get(serial);
       if (p === undefined) packs.set(serial, { frames: 1, lo: counter, hi: counter, first: t, last: t });
-      else Object.assign(p, { frames: p.frames + 1, lo: Math.min(p.lo, counter), hi: Math.max(p.hi, counter), first: Math.min(p.first, t), last: Math.max(p.last, t) });
+      else {
+        p.frames++;
+        p.lo = Math.min(p.lo, counter);
+        p.hi = Math.max(p.hi, counter);
+        p.first = Math.min(p.first, t);
+        p.last = Math.max(p.last, t);
+      }
     } else seenAgain += c.sightings;
     const s = sight.get(serial);
     if (s === undefined) sight.set(serial, { frames: c.sightings, first: t, last: t });
-    else Object.assign(s, { frames: s.frames + c.sightings, first: Math.min(s.first, t), last: Math.max(s.last, t) });
-  }
+    else {
+      s.frames += c.sightings;
+      s.first = Math.min(s.first, t);
+      s.last = Math.max(s.last, t);
+    }
+  });
   if (packs.size > 0) {
     const p = [...packs.entries()];
     await tx.query(

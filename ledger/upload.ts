@@ -35,7 +35,7 @@ import type { DeviceResolver } from './certs.js';
 import type { Db, Queryable } from './db/driver.js';
 import { LedgerError, type LedgerErrorCode } from './errors.js';
 import { hashEntries, judgeLeaves, VERIFY_CHUNK, type JudgedLeaf, type Judging } from './judge.js';
-import { storeFrames } from './store-frames.js';
+import { indexed, intList, storeFrames } from './store-frames.js';
 import { appendLeaves, concatBytes, insertHashes, MapReader, withHashes } from './tree.js';
 import type { EvidenceKind, GatewayRecord, LedgerStats } from './types.js';
 import type { VerifyPool } from './verify-pool.js';
@@ -288,26 +288,32 @@ async function markEquivocations(tx: Queryable, gatewayId: number, from: number,
  * each) and every leaf's data concatenated, cut apart in SQL by `ends` — rather than bytea[] arrays,
  * which node-postgres would render as hex text element by element (on the ledger's main thread).
  * PGlite (`binary` false) serialises a big bytea parameter more slowly than bytea[] (measured), so
- * the embedded store keeps the arrays.
+ * the embedded store keeps the arrays. On both, numbers go as array literal strings and the few
+ * distinct certificate hashes and serials as short lists indexed per leaf (store-frames.ts).
  */
 async function insertLeaves(tx: Queryable, gatewayId: number, from: number, fresh: readonly JudgedLeaf[], binary: boolean): Promise<void> {
-  if (fresh.length === 0) return;
+  const n = fresh.length;
+  if (n === 0) return;
+  const leaf = (i: number): JudgedLeaf => fresh[i] as JudgedLeaf;
+  const certs = indexed(n, (i) => (leaf(i).certSha256 === null ? null : leaf(i).certHex), (i) => leaf(i).certSha256);
+  const serials = indexed(n, (i) => leaf(i).serial, (i) => leaf(i).serial);
+  const common = [
+    intList(n, (i) => leaf(i).receivedAt),
+    certs.index,
+    serials.index,
+    intList(n, (i) => leaf(i).counter),
+    fresh.map((j) => j.verdict),
+    fresh.map((j) => j.message),
+    certs.distinct,
+    serials.distinct,
+  ];
   if (!binary) {
     await tx.query(
       `INSERT INTO leaves (gateway_id, idx, leaf_hash, data, received_at, cert_sha256, serial, counter, verdict, message)
-       SELECT $1, * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[], $5::bigint[], $6::bytea[], $7::text[], $8::bigint[], $9::text[], $10::text[])`,
-      [
-        gatewayId,
-        fresh.map((_, k) => from + k),
-        fresh.map((j) => j.leafHash),
-        fresh.map((j) => j.data),
-        fresh.map((j) => j.receivedAt),
-        fresh.map((j) => j.certSha256),
-        fresh.map((j) => j.serial),
-        fresh.map((j) => j.counter),
-        fresh.map((j) => j.verdict),
-        fresh.map((j) => j.message),
-      ],
+       SELECT $1, $2::bigint + u.k - 1, u.h, u.d, u.r, ($11::bytea[])[u.c], ($12::text[])[u.s], u.n, u.v, u.m
+       FROM unnest($3::bytea[], $4::bytea[], $5::bigint[], $6::int[], $7::int[], $8::bigint[], $9::text[], $10::text[])
+         WITH ORDINALITY AS u(h, d, r, c, s, n, v, m, k)`,
+      [gatewayId, from, fresh.map((j) => j.leafHash), fresh.map((j) => j.data), ...common],
     );
     return;
   }
@@ -315,22 +321,9 @@ async function insertLeaves(tx: Queryable, gatewayId: number, from: number, fres
   await tx.query(
     `INSERT INTO leaves (gateway_id, idx, leaf_hash, data, received_at, cert_sha256, serial, counter, verdict, message)
      SELECT $1, $2::bigint + u.k - 1, substring($3::bytea FROM (u.k::int - 1) * 32 + 1 FOR 32), substring($4::bytea FROM u.a + 1 FOR u.b - u.a),
-            u.r, u.c, u.s, u.n, u.v, u.m
-     FROM unnest($5::int[], $6::int[], $7::bigint[], $8::bytea[], $9::text[], $10::bigint[], $11::text[], $12::text[])
+            u.r, ($13::bytea[])[u.c], ($14::text[])[u.s], u.n, u.v, u.m
+     FROM unnest($5::int[], $6::int[], $7::bigint[], $8::int[], $9::int[], $10::bigint[], $11::text[], $12::text[])
        WITH ORDINALITY AS u(a, b, r, c, s, n, v, m, k)`,
-    [
-      gatewayId,
-      from,
-      concatBytes(fresh.map((j) => j.leafHash)).bytes,
-      data.bytes,
-      data.starts,
-      data.ends,
-      fresh.map((j) => j.receivedAt),
-      fresh.map((j) => j.certSha256),
-      fresh.map((j) => j.serial),
-      fresh.map((j) => j.counter),
-      fresh.map((j) => j.verdict),
-      fresh.map((j) => j.message),
-    ],
+    [gatewayId, from, concatBytes(fresh.map((j) => j.leafHash)).bytes, data.bytes, intList(n, (i) => data.starts[i] ?? 0), intList(n, (i) => data.ends[i] ?? 0), ...common],
   );
 }
