@@ -4,7 +4,7 @@
  * entry must hold), temporary directories, a "power cut" copy of a live store's directory, and the
  * gateway checkpoint key. Not exported from gateway/index.ts.
  */
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -55,9 +55,16 @@ export async function tempDir(label = 'store'): Promise<string> {
  */
 export async function crashCopy(dir: string): Promise<string> {
   const copy = await tempDir('crash');
-  await rm(copy, { recursive: true });
-  await cp(dir, copy, { recursive: true });
-  await rm(join(copy, 'LOCK'), { force: true });
+  // The store's background writes go on while we copy: a temp file renamed or a pruned file
+  // deleted between the listing and its copy is simply not on the crashed disk, as with a power cut.
+  for (const name of await readdir(dir)) {
+    if (name === 'LOCK') continue;
+    try {
+      await cp(join(dir, name), join(copy, name), { recursive: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
   return copy;
 }
 
