@@ -7,7 +7,7 @@
  * a random path and writes the tree back — so the damage sits deep inside otherwise well-formed CBOR
  * where the field decoders, not only the tokenizer, have to catch it.
  */
-import { CborTag, decodeCbor, utf8, type CborValue } from '../../protocol/index.js';
+import { CborTag, concatBytes, decodeCbor, utf8, type CborValue } from '../../protocol/index.js';
 import type { Rng } from './prng.js';
 
 /** Bytes written verbatim into the tree. */
@@ -24,18 +24,6 @@ interface NodeTag {
   value: Node;
 }
 export type Node = number | string | Uint8Array | boolean | null | Raw | Node[] | NodeMap | NodeTag;
-
-const cat = (parts: readonly Uint8Array[]): Uint8Array => {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 
 /** A head in its shortest form (n < 2^53). */
 export function head(major: number, n: number): Uint8Array {
@@ -69,12 +57,12 @@ export function write(n: Node): Uint8Array {
   if (typeof n === 'number') return n >= 0 ? head(0, n) : head(1, -1 - n);
   if (typeof n === 'string') {
     const b = utf8(n);
-    return cat([head(3, b.length), b]);
+    return concatBytes(head(3, b.length), b);
   }
-  if (n instanceof Uint8Array) return cat([head(2, n.length), n]);
-  if (Array.isArray(n)) return cat([head(4, n.length), ...n.map(write)]);
-  if (n.kind === 'map') return cat([head(5, n.entries.length), ...n.entries.flatMap(([k, v]) => [write(k), write(v)])]);
-  return cat([head(6, n.tag), write(n.value)]);
+  if (n instanceof Uint8Array) return concatBytes(head(2, n.length), n);
+  if (Array.isArray(n)) return concatBytes(head(4, n.length), ...n.map(write));
+  if (n.kind === 'map') return concatBytes(head(5, n.entries.length), ...n.entries.flatMap(([k, v]) => [write(k), write(v)]));
+  return concatBytes(head(6, n.tag), write(n.value));
 }
 
 /** protocol's decoded value as a mutable node tree. */
@@ -120,7 +108,7 @@ export function hostileItem(rng: Rng, budget: number, kind: HostileItemKind = rn
   switch (kind) {
     case 'deep-array': {
       const depth = rng.chance(0.5) ? rng.range(5, 40) : rng.range(40, Math.max(41, budget - 2));
-      return cat([new Uint8Array(depth).fill(0x81), Uint8Array.of(0x00)]);
+      return concatBytes(new Uint8Array(depth).fill(0x81), Uint8Array.of(0x00));
     }
     case 'deep-map': {
       const depth = rng.range(5, Math.max(6, Math.floor(budget / 2) - 2));
@@ -130,7 +118,7 @@ export function hostileItem(rng: Rng, budget: number, kind: HostileItemKind = rn
     }
     case 'deep-tag': {
       const depth = rng.range(2, Math.max(3, budget - 2));
-      return cat([new Uint8Array(depth).fill(rng.pick([0xd2, 0xc6, 0xd8])), rng.chance(0.5) ? Uint8Array.of(0x12) : Uint8Array.of(0x80)]);
+      return concatBytes(new Uint8Array(depth).fill(rng.pick([0xd2, 0xc6, 0xd8])), rng.chance(0.5) ? Uint8Array.of(0x12) : Uint8Array.of(0x80));
     }
     case 'indefinite':
       return Uint8Array.from(
@@ -150,7 +138,7 @@ export function hostileItem(rng: Rng, budget: number, kind: HostileItemKind = rn
       const n = rng.range(0, 23);
       const h = wideHead(major, n, rng.pick([24, 25, 26, 27] as const));
       const tail = major === 2 || major === 3 ? new Uint8Array(n).fill(0x61) : major >= 4 ? new Uint8Array(major === 5 ? 2 * n : n).fill(0x00) : new Uint8Array(0);
-      return cat([h, major === 6 ? Uint8Array.of(0x00) : tail]);
+      return concatBytes(h, major === 6 ? Uint8Array.of(0x00) : tail);
     }
     case 'duplicate-keys': {
       const k = rng.range(1, 20);
@@ -161,16 +149,16 @@ export function hostileItem(rng: Rng, budget: number, kind: HostileItemKind = rn
     case 'bad-utf8': {
       const bad = rng.pick(INVALID_UTF8);
       const pre = utf8('PK-'.slice(0, rng.int(4)));
-      const body = cat([pre, Uint8Array.from(bad)]);
-      return cat([head(3, body.length), body]);
+      const body = concatBytes(pre, Uint8Array.from(bad));
+      return concatBytes(head(3, body.length), body);
     }
     case 'huge-length': {
       const major = rng.pick([2, 3, 4, 5]);
       const n = rng.pick([0xffff_ffff, 2 ** 53 - 1, 2 ** 40, 0x7fff_ffff, budget * 4 + 1]);
-      return cat([head(major, n), rng.bytes(rng.int(8))]);
+      return concatBytes(head(major, n), rng.bytes(rng.int(8)));
     }
     case 'oversized-map': {
-      if (rng.chance(0.5)) return cat([head(5, rng.pick([1000, 65_535, 1_000_000])), Uint8Array.of(0x01, 0x01)]);
+      if (rng.chance(0.5)) return concatBytes(head(5, rng.pick([1000, 65_535, 1_000_000])), Uint8Array.of(0x01, 0x01));
       const n = Math.max(1, Math.min(rng.range(33, 400), Math.floor(budget / 4)));
       return write({ kind: 'map', entries: Array.from({ length: n }, (_, i): [Node, Node] => [i, i]) });
     }
@@ -250,7 +238,7 @@ export function mutateCbor(rng: Rng, valid: Uint8Array, budget: number, maxDepth
   const r = mutateOnce(rng, valid, budget, maxDepth);
   // A mutation that leaves the bytes as they were (two flips of one bit, {} replaced by {}) is no
   // mutation: a trailing byte makes it one.
-  if (r.bytes.length === valid.length && r.bytes.every((b, i) => b === valid[i])) return { bytes: cat([r.bytes, Uint8Array.of(0)]), how: `${r.how}+trailing` };
+  if (r.bytes.length === valid.length && r.bytes.every((b, i) => b === valid[i])) return { bytes: concatBytes(r.bytes, Uint8Array.of(0)), how: `${r.how}+trailing` };
   return r;
 }
 
@@ -260,7 +248,7 @@ function mutateOnce(rng: Rng, valid: Uint8Array, budget: number, maxDepth: numbe
     case 'truncate':
       return { bytes: valid.subarray(0, rng.int(valid.length)), how: m };
     case 'trailing':
-      return { bytes: cat([valid, rng.bytes(rng.range(1, 8))]), how: m };
+      return { bytes: concatBytes(valid, rng.bytes(rng.range(1, 8))), how: m };
     case 'flip': {
       const out = Uint8Array.from(valid);
       for (let k = rng.range(1, 3); k > 0; k--) {
@@ -271,11 +259,11 @@ function mutateOnce(rng: Rng, valid: Uint8Array, budget: number, maxDepth: numbe
     }
     case 'splice': {
       const at = rng.int(valid.length + 1);
-      return { bytes: cat([valid.subarray(0, at), hostileItem(rng, 32), valid.subarray(at)]), how: m };
+      return { bytes: concatBytes(valid.subarray(0, at), hostileItem(rng, 32), valid.subarray(at)), how: m };
     }
     case 'wrap': {
       const depth = rng.range(1, 12);
-      return { bytes: cat([new Uint8Array(depth).fill(rng.pick([0x81, 0xd2])), valid]), how: m };
+      return { bytes: concatBytes(new Uint8Array(depth).fill(rng.pick([0x81, 0xd2])), valid), how: m };
     }
     default:
       break;
