@@ -149,6 +149,55 @@ function checkSignatureLength(signature: Uint8Array, alg: SignatureAlg): void {
  * COSE_SIGNATURE (signature not 64 bytes).
  */
 export function parseSign1(bytes: Uint8Array): ParsedSign1 {
+  return parseCommon(bytes) ?? parseSign1General(bytes);
+}
+
+/** The protected header every profile message carries, up to the alg byte: bstr(21) {1: alg, 4: bstr(16) kid}. */
+const PROFILE_PROTECTED = Uint8Array.of(0x55, 0xa2, 0x01);
+
+/**
+ * parseSign1's one-pass reader for the layout every profile message has —
+ * d2 84 55 a2 01 (26|27) 04 50 kid(16) a0 payload-bstr 58 40 signature(64) — with the payload's head
+ * in shortest form. Returns exactly what parseSign1General returns for such bytes, or undefined for
+ * anything else (the general path then decides and names the error; cose-fast.test.ts compares
+ * the two over mutated messages).
+ */
+function parseCommon(b: Uint8Array): ParsedSign1 | undefined {
+  const n = b.length;
+  if (n > COSE_MAX_BYTES || n < 28 + 66 || b[0] !== 0xd2 || b[1] !== 0x84) return undefined;
+  if (b[2] !== PROFILE_PROTECTED[0] || b[3] !== PROFILE_PROTECTED[1] || b[4] !== PROFILE_PROTECTED[2] || b[6] !== 0x04 || b[7] !== 0x50 || b[24] !== 0xa0) return undefined;
+  const algByte = b[5];
+  const alg: SignatureAlg | undefined = algByte === 0x27 ? 'Ed25519' : algByte === 0x26 ? 'ES256' : undefined;
+  if (alg === undefined) return undefined;
+  const ib = b[25] as number;
+  let at = 26;
+  let len: number;
+  if (ib >= 0x40 && ib < 0x58) len = ib - 0x40;
+  else if (ib === 0x58 && (b[26] as number) >= 24) {
+    len = b[26] as number;
+    at = 27;
+  } else if (ib === 0x59 && (b[26] as number) > 0) {
+    len = (b[26] as number) * 256 + (b[27] as number);
+    at = 28;
+  } else return undefined;
+  if (at + len + 66 !== n || b[at + len] !== 0x58 || b[at + len + 1] !== 0x40) return undefined;
+  const protectedBytes = b.subarray(3, 24);
+  const payload = b.subarray(at, at + len);
+  return {
+    alg,
+    kid: b.subarray(8, 24),
+    protectedBytes,
+    payload,
+    signature: b.subarray(n - 64, n),
+    toBeSigned: sigStructure(protectedBytes, EMPTY, payload),
+  };
+}
+
+/**
+ * parseSign1 through the general CBOR decoder: the definition of a profile message and of its error
+ * codes. Exported for cose-fast.test.ts, not from index.ts.
+ */
+export function parseSign1General(bytes: Uint8Array): ParsedSign1 {
   // Depth 4 = tag → array → unprotected map → one nested level, so a stray x5chain array in the
   // unprotected bucket is reported as COSE_HEADER rather than CBOR_TOO_DEEP.
   const env = envelope(bytes, true, 4);

@@ -96,12 +96,128 @@ function checkTemps(out: Record<string, unknown>): void {
  * a text key), FRAME_FIELD_TYPE, FRAME_FIELD_RANGE. The returned object shares nothing with `bytes`.
  */
 export function decodeFrame(bytes: Uint8Array): SohFrame {
+  // The common shape is read in one pass; anything else — and every error — takes the general path,
+  // which defines what a frame is and names what is wrong.
+  if (bytes.length <= FRAME_MAX_BYTES) {
+    try {
+      const fast = decodeCommon(bytes);
+      if (fast !== undefined) return fast;
+    } catch {
+      // a field out of range: the general path says which, in its order
+    }
+  }
+  return decodeFrameGeneral(bytes);
+}
+
+/**
+ * decodeFrame through the general CBOR decoder: the definition of a valid frame and of its error
+ * codes and messages. decodeCommon must return the same frame for every payload it accepts
+ * (frame-fast.test.ts checks that differentially); exported for that test, not from index.ts.
+ */
+export function decodeFrameGeneral(bytes: Uint8Array): SohFrame {
   if (bytes.length > FRAME_MAX_BYTES) {
     throw new ProtocolError('FRAME_TOO_LARGE', `frame: payload of ${bytes.length} bytes exceeds the ${FRAME_MAX_BYTES}-byte cap`);
   }
   const map: CborValue = decodeCbor(bytes, { maxDepth: 2 });
   if (!(map instanceof Map)) throw new ProtocolError('FRAME_NOT_MAP', `frame: payload must be a CBOR map, got ${describe(map)}`);
   return fromMap(map);
+}
+
+/** Reads deterministic CBOR heads for decodeCommon; -1 for anything it leaves to the general decoder. */
+class Cursor {
+  pos = 0;
+  major = 0;
+  constructor(readonly b: Uint8Array) {}
+
+  is(major: number): boolean {
+    return this.major === major;
+  }
+
+  /** A head's argument in shortest form (RFC 8949 §4.2.1), at most 2^53 − 2; else -1. */
+  head(): number {
+    const b = this.b;
+    const ib = b[this.pos++];
+    if (ib === undefined) return -1;
+    this.major = ib >> 5;
+    const ai = ib & 0x1f;
+    if (ai < 24) return ai;
+    const at = this.pos;
+    const size = ai === 24 ? 1 : ai === 25 ? 2 : ai === 26 ? 4 : ai === 27 ? 8 : 0;
+    if (size === 0 || at + size > b.length) return -1;
+    this.pos += size;
+    let v = 0;
+    for (let i = 0; i < size; i++) v = v * 256 + (b[at + i] as number);
+    const least = size === 1 ? 24 : size === 2 ? 0x100 : size === 4 ? 0x10000 : 0x100000000;
+    return v < least || v >= Number.MAX_SAFE_INTEGER ? -1 : v;
+  }
+}
+
+/**
+ * The one-pass reader of decodeFrame for the shape every device sends: a map of ascending unsigned
+ * keys whose values are integers, ASCII text or arrays of unsigned integers, with no required field
+ * missing. Returns the frame exactly as decodeFrameGeneral would, or undefined when the payload is
+ * anything else (the general path then decides). Field values are checked by checkField, which
+ * throws on a bad value; decodeFrame catches that and lets the general path name the error.
+ */
+function decodeCommon(b: Uint8Array): SohFrame | undefined {
+  const c = new Cursor(b);
+  const n = c.head();
+  if (!c.is(5) || n < 1) return undefined;
+  const out: Record<string, unknown> = { v: FRAME_VERSION };
+  let prev = -1;
+  for (let i = 0; i < n; i++) {
+    const key = c.head();
+    if (!c.is(0) || key <= prev || key > MAX_KEY) return undefined;
+    for (let k = prev + 1; k < key; k++) if (FRAME_FIELDS[k]?.required !== false) return undefined;
+    prev = key;
+    const a = c.head();
+    if (a < 0) return undefined;
+    let v: number | string | number[];
+    switch (c.major) {
+      case 0:
+        v = a;
+        break;
+      case 1:
+        v = -1 - a;
+        break;
+      case 3: {
+        if (a > b.length - c.pos) return undefined;
+        let text = '';
+        for (let j = c.pos; j < c.pos + a; j++) {
+          const ch = b[j] as number;
+          if (ch >= 0x80) return undefined; // non-ASCII: the general path checks the UTF-8
+          text += String.fromCharCode(ch);
+        }
+        c.pos += a;
+        v = text;
+        break;
+      }
+      case 4: {
+        if (a > b.length - c.pos) return undefined;
+        const cells = new Array<number>(a);
+        for (let j = 0; j < a; j++) {
+          const x = c.head();
+          if (!c.is(0) || x < 0) return undefined;
+          cells[j] = x;
+        }
+        v = cells;
+        break;
+      }
+      default:
+        return undefined;
+    }
+    if (key === 0) {
+      if (v !== FRAME_VERSION) return undefined;
+      continue;
+    }
+    const field = FRAME_FIELDS[key];
+    if (field === undefined) return undefined;
+    out[field.name] = checkField(field, v);
+  }
+  if (prev < 0 || c.pos !== b.length) return undefined;
+  for (let k = prev + 1; k <= MAX_KEY; k++) if (FRAME_FIELDS[k]?.required !== false) return undefined;
+  checkTemps(out);
+  return out as unknown as SohFrame;
 }
 
 function fromMap(map: CborMap): SohFrame {
