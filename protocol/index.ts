@@ -187,7 +187,7 @@ export {
   type OpenedCheckpoint,
   type WitnessCosignature,
 } from './checkpoint.js';
-export { decodeLeaf, encodeLeaf, LEAF_VERSION, MAX_LEAF_BYTES, type LogLeaf } from './leaf.js';
+export { checkLeaf, decodeLeaf, encodeLeaf, leafSize, LEAF_VERSION, MAX_LEAF_BYTES, writeLeaf, type LogLeaf } from './leaf.js';
 export {
   MAX_CHAIN_CERTS,
   MAX_PATH_CERTS,

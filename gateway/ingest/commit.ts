@@ -16,7 +16,7 @@ export interface ToStore {
   readonly ch: DeviceChannel;
   readonly serial: string;
   readonly counter: number;
-  /** SHA-256 of the frame's signed payload (the dedupe key, dedupe.ts). */
+  /** The frame's identity: its signed payload (the dedupe key, dedupe.ts frameIdentity). */
   readonly hash: Uint8Array;
   readonly leaf: LogLeaf;
   /** The leaf's encoding and leaf hash from the verification step. */

@@ -8,8 +8,8 @@
  * gap ranges, a recent window of (counter → the frame's identity), and the frames
  * classified but not yet durable (so two copies of one frame in flight are stored once). A counter
  * outside all of these is looked up in the log through the `lookup` function the caller passes
- * (the store's per-pack counter index). A frame's identity is the SHA-256 of its signed payload, not
- * of the COSE bytes: anyone can turn a valid ES256 signature into a second valid one (s → n − s) and
+ * (the store's per-pack counter index). A frame's identity is its signed payload (the bytes
+ * themselves, compared exactly; no hash to compute per frame), not the COSE bytes: anyone can turn a valid ES256 signature into a second valid one (s → n − s) and
  * secure elements' high-S signatures must be accepted, so two copies that differ only in the
  * signature are the same frame — a duplicate, acked again — never a replay that would lock the
  * pack's own copy out (test/hostile.test.ts "ES256 signature malleability").
@@ -19,11 +19,11 @@
  * State changes only in `commit`, which the caller invokes in log order once an append is durable,
  * so replaying the log's entries after a snapshot through `commit` rebuilds exactly the live state.
  */
-import { bytesEqual, parseSign1, sha256 } from '../../protocol/index.js';
+import { bytesEqual, parseSign1 } from '../../protocol/index.js';
 
-/** A frame's identity for dedupe: SHA-256 of its signed payload (see above). Throws COSE_* for bytes that are not a COSE_Sign1. */
+/** A frame's identity for dedupe: a copy of its signed payload (see above). Throws COSE_* for bytes that are not a COSE_Sign1. */
 export function frameIdentity(cose: Uint8Array): Uint8Array {
-  return sha256(parseSign1(cose).payload);
+  return parseSign1(cose).payload.slice();
 }
 
 /**
@@ -45,7 +45,7 @@ export type Classification =
   | { readonly kind: 'duplicate'; readonly durable: true | Promise<boolean> }
   | { readonly kind: 'replay' };
 
-/** Returns the identity (SHA-256 of the signed payload) of the frame the log stores for (serial, counter), or undefined. */
+/** Returns the identity (frameIdentity) of the frame the log stores for (serial, counter), or undefined. */
 export type CounterLookup = (serial: string, counter: number) => Promise<Uint8Array | undefined>;
 
 export interface PackCounts {
@@ -68,7 +68,7 @@ export interface PackSnapshot {
 }
 
 export interface DedupeOptions {
-  /** Recent (counter → hash) entries kept per pack (default 128). */
+  /** Recent (counter → identity) entries kept per pack (default 128). */
   readonly window?: number;
   /** Open gap ranges kept per pack (default 64); beyond, the lowest is forgotten and counted. */
   readonly maxGaps?: number;

@@ -24,19 +24,19 @@ export interface IngestEntry {
  * What the pipeline needs of the log (gateway/store's LogStore through `logPort` below).
  * Contract: `append` makes the entries durable (fsync) in the given order and resolves with the index
  * of the first, or rejects with a GatewayError STORE_* having stored none of them durably; appends
- * resolve in call order. `frameHash` returns SHA-256 of the signed payload of the frame the log holds for the pack's
- * counter, or undefined. `leaves` yields the leaf data of entries [from, to) in order.
+ * resolve in call order. `frameIdentity` returns the identity (dedupe.ts frameIdentity: the signed
+ * payload) of the frame the log holds for the pack's counter, or undefined. `leaves` yields the leaf data of entries [from, to) in order.
  */
 export interface IngestLog {
   readonly size: number;
   append(entries: readonly IngestEntry[]): Promise<number>;
-  frameHash(serial: string, counter: number): Promise<Uint8Array | undefined>;
+  frameIdentity(serial: string, counter: number): Promise<Uint8Array | undefined>;
   leaves(from: number, to: number): AsyncIterable<Uint8Array>;
 }
 
 /**
  * Wraps `store`. `append` rejects as LogStore.append (STORE_QUOTA, STORE_IO, STORE_INPUT,
- * STORE_CLOSED); `frameHash` treats an entry pruned meanwhile as absent and rejects on other store
+ * STORE_CLOSED); `frameIdentity` treats an entry pruned meanwhile as absent and rejects on other store
  * errors; `leaves` starts at the first entry still on disk when `from` was pruned (the ledger holds
  * those; their counters are then known to dedupe only through its snapshot).
  */
@@ -49,7 +49,7 @@ export function logPort(store: LogStore): IngestLog {
       const r = await store.append(entries);
       return r.entries[0]?.index ?? r.size - entries.length;
     },
-    async frameHash(serial: string, counter: number): Promise<Uint8Array | undefined> {
+    async frameIdentity(serial: string, counter: number): Promise<Uint8Array | undefined> {
       const index = await store.findCounter(serial, counter);
       if (index === undefined) return undefined;
       try {

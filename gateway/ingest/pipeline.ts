@@ -11,7 +11,7 @@
  * devices' resend rings instead of growth. The per-pack counter state is snapshotted (state.ts) so
  * that a restart replays only the log entries written since the last snapshot.
  */
-import { ackMessages, toHex, type LogLeaf, type Message, type TrustStore } from '../../protocol/index.js';
+import { ackMessages, sha256, toHex, type LogLeaf, type Message, type TrustStore } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
 import type { EncodedLeaf } from '../store/appender.js';
 import type { ChannelEvents, DeviceChannel } from '../transport/types.js';
@@ -178,7 +178,7 @@ export class IngestPipeline {
     }
     let dedupe: DedupeTable;
     try {
-      dedupe = new DedupeTable({ window: opts.window, maxGaps: opts.maxGaps, lookup: (s, c) => opts.log.frameHash(s, c) });
+      dedupe = new DedupeTable({ window: opts.window, maxGaps: opts.maxGaps, lookup: (s, c) => opts.log.frameIdentity(s, c) });
     } catch (e) {
       throw new GatewayError('INGEST_CONFIG', `gateway: ingest ${(e as Error).message.replace(/^gateway: /, '')}`);
     }
@@ -238,14 +238,14 @@ export class IngestPipeline {
     this.stats.seen(serial, ch.id, receivedAt, v.time);
     const leaf: LogLeaf = { receivedAt, source: ch.source, certSha256, frame: cose };
     const encoded = v.leaf;
-    const c = this.dedupe.classify(serial, v.counter, v.sha256);
+    const c = this.dedupe.classify(serial, v.counter, v.identity);
     if (!(c instanceof Promise)) {
-      this.classified(ch, serial, v.counter, v.sha256, leaf, encoded, c);
+      this.classified(ch, serial, v.counter, v.identity, leaf, encoded, c);
       return;
     }
     c.then(
       (k) => {
-        this.classified(ch, serial, v.counter, v.sha256, leaf, encoded, k);
+        this.classified(ch, serial, v.counter, v.identity, leaf, encoded, k);
       },
       (e: unknown) => {
         this.release(ch);
@@ -277,7 +277,7 @@ export class IngestPipeline {
           channel: ch.id,
           serial,
           counter,
-          detail: `gateway: counter ${counter} of ${serial} is already stored with other bytes (this copy's SHA-256 ${toHex(hash).slice(0, 16)}…): rollback or cloned key`,
+          detail: `gateway: counter ${counter} of ${serial} is already stored with another signed payload (this copy's payload SHA-256 ${toHex(sha256(hash)).slice(0, 16)}…): rollback or cloned key`,
           raw: leaf.frame,
         });
         return;

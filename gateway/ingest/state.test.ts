@@ -24,7 +24,7 @@ function tmp(): string {
   return d;
 }
 
-const table = (log: MemoryLog): DedupeTable => new DedupeTable({ lookup: (s, c) => log.frameHash(s, c) });
+const table = (log: MemoryLog): DedupeTable => new DedupeTable({ lookup: (s, c) => log.frameIdentity(s, c) });
 
 /** Stores `counters` in `log` and commits them to `t`, as the pipeline would. */
 async function store(log: MemoryLog, t: DedupeTable, counters: number[]): Promise<void> {

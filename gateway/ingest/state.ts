@@ -11,7 +11,7 @@
  */
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeLeaf, decodeFrame, parseSign1, sha256 } from '../../protocol/index.js';
+import { decodeLeaf, decodeFrame, parseSign1 } from '../../protocol/index.js';
 import type { DedupeTable, PackCounts, PackSnapshot } from './dedupe.js';
 
 export const STATE_FORMAT = 'packchain-ingest-state/v1';
@@ -117,13 +117,13 @@ export async function writeState(dir: string, table: DedupeTable, size: number, 
   }
 }
 
-/** The serial, counter and frame identity (SHA-256 of the signed payload) a stored leaf commits to, or undefined if it does not decode. */
+/** The serial, counter and frame identity (its signed payload, dedupe.ts) a stored leaf commits to, or undefined if it does not decode. */
 export function leafKey(leafData: Uint8Array): { serial: string; counter: number; hash: Uint8Array } | undefined {
   try {
     const leaf = decodeLeaf(leafData);
     const { payload } = parseSign1(leaf.frame);
     const frame = decodeFrame(payload);
-    return { serial: frame.serial, counter: frame.counter, hash: sha256(payload) };
+    return { serial: frame.serial, counter: frame.counter, hash: payload.slice() };
   } catch {
     return undefined;
   }

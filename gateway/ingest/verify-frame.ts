@@ -4,7 +4,8 @@
  * (docs/protocol.md §2.2.6, §2.1.5): parse and verify the COSE_Sign1 with node:crypto against the
  * device key and kid from its verified certificate (verifySign1), decode the payload (decodeFrame),
  * require the payload's serial to be the certificate's pack serial (a key certified for one pack
- * must not vouch for another pack's history), and hash the signed payload (the dedupe key: dedupe.ts).
+ * must not vouch for another pack's history), and return the signed payload as the frame's identity
+ * (the dedupe key: dedupe.ts).
  * Every ProtocolError becomes a verdict with its code; nothing here throws for any input bytes.
  *
  * When the caller passes the leaf fields only the gateway knows (receive time, source), the same
@@ -18,13 +19,16 @@
  * by the certificate's SHA-256.
  */
 import {
+  checkLeaf,
   decodeFrame,
-  encodeLeaf,
   importPublicKey,
   isProtocolError,
+  leafSize,
   sha256,
   toHex,
+  utf8,
   verifySign1,
+  writeLeaf,
   type PublicKey,
   type SignatureAlg,
 } from '../../protocol/index.js';
@@ -53,23 +57,36 @@ export interface LeafFields {
 }
 
 export type FrameVerdict =
-  | { readonly ok: true; readonly counter: number; readonly time: number; readonly sha256: Uint8Array; readonly leaf?: EncodedLeaf }
+  | { readonly ok: true; readonly counter: number; readonly time: number; readonly identity: Uint8Array; readonly leaf?: EncodedLeaf }
   | { readonly ok: false; readonly code: string; readonly detail: string; readonly counter?: number };
 
-/**
- * RFC 9162 §2.1.1 leaf hash of `slot`'s bytes after its first, which must be 0x00 (the leaf prefix):
- * SHA-256 of the whole slot, so the leaf is hashed in place without a concatenation.
- */
-const leafHashOfSlot = (slot: Uint8Array): Uint8Array => sha256(slot);
+type Failure = Extract<FrameVerdict, { ok: false }>;
+/** A genuine frame: its counter and device time, and its signed payload (a view into the COSE bytes). */
+type Checked = { readonly ok: true; readonly counter: number; readonly time: number; readonly payload: Uint8Array };
 
 /**
- * Verifies `cose` with `key`. Returns ok with the frame counter, device time and SHA-256 of the COSE
- * bytes; or the first failing check's code: COSE_* / CBOR_* (signature, structure), FRAME_* (payload
- * schema), FRAME_SERIAL_MISMATCH (a valid signature over another pack's serial). Never throws for
- * bad input; a non-protocol exception (a bug) is reported as VERIFY_INTERNAL rather than lost.
+ * Verifies `cose` with `key`. Returns ok with the frame counter, device time and the frame's
+ * identity (a copy of its signed payload); or the first failing check's code: COSE_* / CBOR_*
+ * (signature, structure), FRAME_* (payload schema), FRAME_SERIAL_MISMATCH (a valid signature over
+ * another pack's serial). Never throws for bad input; a non-protocol exception (a bug) is reported
+ * as VERIFY_INTERNAL rather than lost.
  */
 export function verifyFrame(cose: Uint8Array, key: FrameKey): FrameVerdict {
-  return check(cose, key);
+  const v = check(cose, key);
+  return v.ok ? { ok: true, counter: v.counter, time: v.time, identity: v.payload.slice() } : v;
+}
+
+/** UTF-8 bytes of the sources the inline path has encoded (one per port or device; emptied beyond 1024). */
+const sourceCache = new Map<string, Uint8Array>();
+
+function sourceBytesOf(source: string): Uint8Array {
+  let b = sourceCache.get(source);
+  if (b === undefined) {
+    if (sourceCache.size >= 1024) sourceCache.clear();
+    b = utf8(source);
+    sourceCache.set(source, b);
+  }
+  return b;
 }
 
 /**
@@ -80,24 +97,27 @@ export function verifyFrame(cose: Uint8Array, key: FrameKey): FrameVerdict {
 export function verifyFrameAndLeaf(cose: Uint8Array, key: FrameKey, certSha256: Uint8Array, fields: LeafFields): FrameVerdict {
   const v = check(cose, key);
   if (!v.ok) return v;
-  const data = leafOf(cose, certSha256, fields);
-  if (typeof data === 'string') return { ok: false, code: 'LEAF_MALFORMED', detail: data, counter: v.counter };
-  const slot = new Uint8Array(data.length + 1); // [0x00 ‖ data]: hashed without a concatenation
-  slot.set(data, 1);
-  return { ...v, leaf: { data: slot.subarray(1), leafHash: leafHashOfSlot(slot) } };
+  const bad = leafProblem(cose, certSha256, fields.receivedAt, fields.source);
+  if (bad !== undefined) return { ok: false, code: 'LEAF_MALFORMED', detail: bad, counter: v.counter };
+  const source = sourceBytesOf(fields.source);
+  // [0x00 ‖ data]: the RFC 9162 leaf prefix in front, so the leaf is hashed without a concatenation.
+  const slot = new Uint8Array(1 + leafSize(fields.receivedAt, source.length, cose.length));
+  writeLeaf(slot, 1, fields.receivedAt, source, certSha256, cose);
+  return { ok: true, counter: v.counter, time: v.time, identity: v.payload.slice(), leaf: { data: slot.subarray(1), leafHash: sha256(slot) } };
 }
 
-/** encodeLeaf of the frame's leaf, or why it cannot be encoded. */
-function leafOf(cose: Uint8Array, certSha256: Uint8Array, fields: LeafFields): Uint8Array | string {
+/** Why the frame's log leaf cannot be encoded, or undefined when it can. */
+function leafProblem(cose: Uint8Array, certSha256: Uint8Array, receivedAt: number, source: string): string | undefined {
   try {
-    return encodeLeaf({ receivedAt: fields.receivedAt, source: fields.source, certSha256, frame: cose });
+    checkLeaf(receivedAt, source, certSha256, cose);
+    return undefined;
   } catch (e) {
     if (isProtocolError(e)) return `gateway: the frame's log leaf cannot be encoded: ${e.message}`;
-    return `gateway: encoding the log leaf failed unexpectedly: ${e instanceof Error ? e.message : String(e)}`;
+    return `gateway: checking the log leaf failed unexpectedly: ${e instanceof Error ? e.message : String(e)}`;
   }
 }
 
-function check(cose: Uint8Array, key: FrameKey): FrameVerdict {
+function check(cose: Uint8Array, key: FrameKey): Checked | Failure {
   try {
     const { payload } = verifySign1(cose, { publicKey: key.publicKey, kid: key.kid });
     const frame = decodeFrame(payload);
@@ -109,7 +129,7 @@ function check(cose: Uint8Array, key: FrameKey): FrameVerdict {
         counter: frame.counter,
       };
     }
-    return { ok: true, counter: frame.counter, time: frame.time, sha256: sha256(payload) };
+    return { ok: true, counter: frame.counter, time: frame.time, payload };
   } catch (e) {
     if (isProtocolError(e)) return { ok: false, code: e.code, detail: e.message };
     return { ok: false, code: 'VERIFY_INTERNAL', detail: `gateway: verification failed unexpectedly: ${e instanceof Error ? e.message : String(e)}` };
@@ -178,8 +198,9 @@ export interface BatchReply {
   readonly ok: Uint8Array<ArrayBuffer>;
   readonly counters: Float64Array<ArrayBuffer>;
   readonly times: Float64Array<ArrayBuffer>;
-  /** 32 bytes per frame (zero for failures). */
-  readonly hashes: Uint8Array<ArrayBuffer>;
+  /** The genuine frames' identities (signed payloads), concatenated: frame i's is ids[idEnds[i-1]..idEnds[i]), empty for failures. */
+  readonly ids: Uint8Array<ArrayBuffer>;
+  readonly idEnds: Uint32Array<ArrayBuffer>;
   /** Per failed frame: [index, code, detail, counter or -1]. */
   readonly errors: readonly (readonly [number, string, string, number])[];
   /** When the request asked for leaves. */
@@ -188,18 +209,23 @@ export interface BatchReply {
 
 /** The buffers of `reply` to transfer (not copy) back to the main thread. */
 export function replyTransfer(reply: BatchReply): ArrayBuffer[] {
-  const list = [reply.ok.buffer, reply.counters.buffer, reply.times.buffer, reply.hashes.buffer];
+  const list = [reply.ok.buffer, reply.counters.buffer, reply.times.buffer, reply.ids.buffer, reply.idEnds.buffer];
   if (reply.leaves) list.push(reply.leaves.data.buffer, reply.leaves.ends.buffer, reply.leaves.hashes.buffer);
   return list;
 }
 
-/** Verifies a whole batch (the worker's job; also used by tests). Never throws for bad input. */
+/**
+ * Verifies a whole batch (the worker's job; also used by tests). Never throws for bad input. Leaves
+ * are written straight into the reply's one buffer (sized for the worst case: every frame genuine),
+ * each source encoded once per batch, and hashed in place.
+ */
 export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
   const n = req.ends.length;
   const ok = new Uint8Array(n);
   const counters = new Float64Array(n);
   const times = new Float64Array(n);
-  const hashes = new Uint8Array(n * 32);
+  const idEnds = new Uint32Array(n);
+  const ids = new Uint8Array(req.data.length);
   const errors: [number, string, string, number][] = [];
   const keys: (FrameKey | string)[] = req.keys.map((w) => {
     try {
@@ -209,8 +235,23 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
     }
   });
   const wanted = req.leaves;
-  const encoded: (Uint8Array | undefined)[] = [];
+  const sourceBytes = wanted === undefined ? [] : wanted.sources.map(utf8);
   let leafBytes = 0;
+  if (wanted) {
+    let from = 0;
+    for (let i = 0; i < n; i++) {
+      const to = req.ends[i] ?? from;
+      const src = sourceBytes[wanted.sourceOf[i] ?? NO_LEAF];
+      // receivedAt clamped so that a malformed one (refused below) cannot break the size arithmetic.
+      if (src !== undefined) leafBytes += 1 + leafSize(Math.max(0, Math.trunc(wanted.receivedAt[i] ?? 0)), src.length, to - from);
+      from = to;
+    }
+  }
+  const data = new Uint8Array(leafBytes);
+  const ends = new Uint32Array(wanted ? n : 0);
+  const leafHashes = new Uint8Array(wanted ? n * 32 : 0);
+  let at = 0;
+  let idAt = 0;
   let start = 0;
   for (let i = 0; i < n; i++) {
     const end = req.ends[i] ?? start;
@@ -218,7 +259,7 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
     start = end;
     const keyAt = req.keyOf[i] ?? -1;
     const key = keys[keyAt];
-    let v: FrameVerdict;
+    let v: Checked | Failure;
     if (key === undefined) v = { ok: false, code: 'VERIFY_INTERNAL', detail: 'gateway: batch names a key it does not carry' };
     else if (typeof key === 'string') {
       const [code = 'COSE_KEY', detail = ''] = key.split('\n');
@@ -227,34 +268,28 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
     const sourceAt = wanted?.sourceOf[i] ?? NO_LEAF;
     if (v.ok && wanted && sourceAt !== NO_LEAF) {
       const source = wanted.sources[sourceAt];
-      const data = source === undefined ? 'gateway: batch names a source it does not carry' : leafOf(cose, (req.keys[keyAt] as WireKey).certSha256, { receivedAt: wanted.receivedAt[i] ?? 0, source });
-      if (typeof data === 'string') v = { ok: false, code: source === undefined ? 'VERIFY_INTERNAL' : 'LEAF_MALFORMED', detail: data, counter: v.counter };
-      else {
-        encoded[i] = data;
-        leafBytes += data.length + 1;
+      const src = sourceBytes[sourceAt];
+      const receivedAt = wanted.receivedAt[i] ?? 0;
+      const certSha256 = (req.keys[keyAt] as WireKey).certSha256;
+      const bad = source === undefined || src === undefined ? 'gateway: batch names a source it does not carry' : leafProblem(cose, certSha256, receivedAt, source);
+      if (bad !== undefined) v = { ok: false, code: source === undefined ? 'VERIFY_INTERNAL' : 'LEAF_MALFORMED', detail: bad, counter: v.counter };
+      else if (src !== undefined) {
+        data[at] = 0x00; // the RFC 9162 leaf prefix: the slot is hashed in place
+        const leafEnd = writeLeaf(data, at + 1, receivedAt, src, certSha256, cose);
+        leafHashes.set(sha256(data.subarray(at, leafEnd)), i * 32);
+        at = leafEnd;
       }
     }
+    if (wanted) ends[i] = at;
     if (v.ok) {
       ok[i] = 1;
       counters[i] = v.counter;
       times[i] = v.time;
-      hashes.set(v.sha256, i * 32);
+      ids.set(v.payload, idAt);
+      idAt += v.payload.length;
     } else errors.push([i, v.code, v.detail, v.counter ?? -1]);
+    idEnds[i] = idAt;
   }
-  if (!wanted) return { id: req.id, ok, counters, times, hashes, errors };
-  // One buffer for all leaves, each behind its 0x00 prefix; hashed in place.
-  const data = new Uint8Array(leafBytes);
-  const ends = new Uint32Array(n);
-  const leafHashes = new Uint8Array(n * 32);
-  let at = 0;
-  for (let i = 0; i < n; i++) {
-    const e = encoded[i];
-    if (e !== undefined) {
-      data.set(e, at + 1);
-      leafHashes.set(leafHashOfSlot(data.subarray(at, at + 1 + e.length)), i * 32);
-      at += 1 + e.length;
-    }
-    ends[i] = at;
-  }
-  return { id: req.id, ok, counters, times, hashes, errors, leaves: { data, ends, hashes: leafHashes } };
+  const reply = { id: req.id, ok, counters, times, ids, idEnds, errors };
+  return wanted ? { ...reply, leaves: { data, ends, hashes: leafHashes } } : reply;
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
-import { decodeLeaf, encodeLeaf, leafHash, parseSign1, sha256, type VerifiedDevice } from '../../protocol/index.js';
+import { decodeLeaf, encodeLeaf, leafHash, parseSign1, type VerifiedDevice } from '../../protocol/index.js';
 import { isGatewayError } from '../errors.js';
 import { TestFactory, type TestPack } from './ingest-testkit.js';
 import type { FrameVerdict } from './verify-frame.js';
@@ -36,11 +36,11 @@ function run(pool: VerifyPool, jobs: { cose: Uint8Array; device: VerifiedDevice 
 }
 
 describe('verifyFrame', () => {
-  it('when the frame is genuine › returns its counter, time and the SHA-256 of its signed payload', () => {
+  it('when the frame is genuine › returns its counter, time and its signed payload as its identity', () => {
     const cose = ed.frame(7);
     const v = verifyFrame(cose, edDevice);
     expect(v.ok && v.counter).toBe(7);
-    expect(v.ok && Buffer.from(v.sha256).toString('hex')).toBe(Buffer.from(sha256(parseSign1(cose).payload)).toString('hex'));
+    expect(v.ok && Buffer.from(v.identity).toString('hex')).toBe(Buffer.from(parseSign1(cose).payload).toString('hex'));
     const w = verifyFrame(p256.frame(9), p256Device);
     expect(w.ok && w.counter).toBe(9);
   });

@@ -315,19 +315,19 @@ export class VerifyPool {
     const leaves = reply.leaves;
     batch.items.forEach((item, i) => {
       if (reply.ok[i] === 1) {
-        // The dedupe hash is kept (its window): a copy, so it does not pin the whole reply buffer.
-        const sha256 = reply.hashes.slice(i * 32, i * 32 + 32);
+        // The identity is kept (dedupe's window): a copy, so it does not pin the whole reply buffer.
+        const identity = reply.ids.slice(i === 0 ? 0 : (reply.idEnds[i - 1] ?? 0), reply.idEnds[i] ?? 0);
         const counter = reply.counters[i] ?? -1;
         const time = reply.times[i] ?? 0;
         const from = i === 0 ? 0 : (leaves?.ends[i - 1] ?? 0);
         const to = leaves?.ends[i] ?? 0;
         if (leaves && item.job.leaf && to > from) {
           // Views: the leaf bytes are copied into the segment file's buffer and then dropped.
-          item.verdict = { ok: true, counter, time, sha256, leaf: { data: leaves.data.subarray(from + 1, to), leafHash: leaves.hashes.subarray(i * 32, i * 32 + 32) } };
+          item.verdict = { ok: true, counter, time, identity, leaf: { data: leaves.data.subarray(from + 1, to), leafHash: leaves.hashes.subarray(i * 32, i * 32 + 32) } };
         } else if (item.job.leaf) {
           item.verdict = { ok: false, code: 'VERIFY_INTERNAL', detail: 'gateway: worker reply without the leaf it was asked for' };
         } else {
-          item.verdict = { ok: true, counter, time, sha256 };
+          item.verdict = { ok: true, counter, time, identity };
         }
       } else {
         const f = failures.get(i);

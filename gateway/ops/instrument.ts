@@ -71,7 +71,7 @@ export function instrumentLog(log: IngestLog, o: LogInstruments): InstrumentedLo
       }
       return first;
     },
-    frameHash: (serial, counter) => log.frameHash(serial, counter),
+    frameIdentity: (serial, counter) => log.frameIdentity(serial, counter),
     leaves: (from, to) => log.leaves(from, to),
   };
 }
