@@ -71,13 +71,21 @@ export interface VerifiedSign1 {
  * written from the given byte strings with deterministic heads.
  */
 export function sigStructure(protectedBytes: Uint8Array, externalAad: Uint8Array, payload: Uint8Array): Uint8Array {
-  // Sized exactly and written in place: this runs once per frame on the gateway's verify path.
-  const out = new Uint8Array(
+  return sigStructureInto(undefined, protectedBytes, externalAad, payload);
+}
+
+/**
+ * sigStructure written at the start of `scratch` when it is long enough (a view of it is returned:
+ * valid until the scratch is written again), else into a new array. verifySign1 passes a scratch:
+ * a new array per frame costs an off-heap allocation on the verify path.
+ */
+function sigStructureInto(scratch: Uint8Array | undefined, protectedBytes: Uint8Array, externalAad: Uint8Array, payload: Uint8Array): Uint8Array {
+  const size =
     SIG1_PREFIX.length +
-      headLength(protectedBytes.length) + protectedBytes.length +
-      headLength(externalAad.length) + externalAad.length +
-      headLength(payload.length) + payload.length,
-  );
+    headLength(protectedBytes.length) + protectedBytes.length +
+    headLength(externalAad.length) + externalAad.length +
+    headLength(payload.length) + payload.length;
+  const out = scratch !== undefined && scratch.length >= size ? scratch.subarray(0, size) : new Uint8Array(size);
   out.set(SIG1_PREFIX, 0);
   let at = SIG1_PREFIX.length;
   for (const part of [protectedBytes, externalAad, payload]) {
@@ -149,7 +157,15 @@ function checkSignatureLength(signature: Uint8Array, alg: SignatureAlg): void {
  * COSE_SIGNATURE (signature not 64 bytes).
  */
 export function parseSign1(bytes: Uint8Array): ParsedSign1 {
-  return parseCommon(bytes) ?? parseSign1General(bytes);
+  return parseCommon(bytes, undefined) ?? parseSign1General(bytes);
+}
+
+/**
+ * parseSign1 for a caller that uses the result at once and drops it (verification): the
+ * Sig_structure of a common-layout message is a view of `scratch`, overwritten by the next call.
+ */
+export function parseSign1Transient(bytes: Uint8Array, scratch: Uint8Array): ParsedSign1 {
+  return parseCommon(bytes, scratch) ?? parseSign1General(bytes);
 }
 
 /** The protected header every profile message carries, up to the alg byte: bstr(21) {1: alg, 4: bstr(16) kid}. */
@@ -162,7 +178,7 @@ const PROFILE_PROTECTED = Uint8Array.of(0x55, 0xa2, 0x01);
  * anything else (the general path then decides and names the error; cose-fast.test.ts compares
  * the two over mutated messages).
  */
-function parseCommon(b: Uint8Array): ParsedSign1 | undefined {
+function parseCommon(b: Uint8Array, scratch: Uint8Array | undefined): ParsedSign1 | undefined {
   const n = b.length;
   if (n > COSE_MAX_BYTES || n < 28 + 66 || b[0] !== 0xd2 || b[1] !== 0x84) return undefined;
   if (b[2] !== PROFILE_PROTECTED[0] || b[3] !== PROFILE_PROTECTED[1] || b[4] !== PROFILE_PROTECTED[2] || b[6] !== 0x04 || b[7] !== 0x50 || b[24] !== 0xa0) return undefined;
@@ -189,7 +205,7 @@ function parseCommon(b: Uint8Array): ParsedSign1 | undefined {
     protectedBytes,
     payload,
     signature: b.subarray(n - 64, n),
-    toBeSigned: sigStructure(protectedBytes, EMPTY, payload),
+    toBeSigned: sigStructureInto(scratch, protectedBytes, EMPTY, payload),
   };
 }
 

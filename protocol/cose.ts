@@ -10,13 +10,17 @@
 import type { PublicKey } from './crypto.js';
 import { verifySignature } from './crypto.js';
 import {
-  parseSign1,
+  COSE_MAX_BYTES,
   parseSign1Generic,
+  parseSign1Transient,
   verifyParsed,
   type GenericSign1Options,
   type Sign1Key,
   type VerifiedSign1,
 } from './cose-sign1.js';
+
+/** Where verifySign1 writes each message's Sig_structure: verification is synchronous, one message at a time per thread. */
+const scratch = new Uint8Array(COSE_MAX_BYTES + 32);
 
 /**
  * Parses a packchain-profile COSE_Sign1 and verifies it with node:crypto against `key`.
@@ -25,7 +29,7 @@ import {
  * not the key's), COSE_KID_MISMATCH, COSE_SIGNATURE (does not verify; ES256 high-S is accepted).
  */
 export function verifySign1(bytes: Uint8Array, key: Sign1Key<PublicKey>): VerifiedSign1 {
-  const parsed = parseSign1(bytes);
+  const parsed = parseSign1Transient(bytes, scratch);
   verifyParsed(parsed, key, verifySignature);
   return { alg: parsed.alg, kid: parsed.kid, payload: parsed.payload };
 }

@@ -26,10 +26,13 @@ const ONE_SHOT_CONCAT_MAX = 4096;
 const scratch = new Uint8Array(ONE_SHOT_CONCAT_MAX);
 
 function oneShotDigest(hash: typeof nodeCrypto.hash, data: Uint8Array): Uint8Array {
-  const d = hash('sha256', data, 'buffer');
-  // A plain Uint8Array like the createHash path returns; the digest owns its 32-byte ArrayBuffer
-  // (not Buffer's shared pool), so the view is safe to keep, transfer or slice.
-  return d.byteLength === d.buffer.byteLength ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : Uint8Array.from(d);
+  // The digest as a 'binary' (latin1) string, one char per byte, copied into a 32-byte Uint8Array, which V8
+  // keeps on its heap: a 'buffer' digest allocates an off-heap backing store per call, which costs
+  // more than the hash itself (malloc, free and sweeping on V8's threads; bench/gateway-ingest.ts).
+  const d = hash('sha256', data, 'binary');
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = d.charCodeAt(i);
+  return out;
 }
 
 /**
