@@ -9,6 +9,7 @@
 import type { LogLeaf } from '../../protocol/index.js';
 import type { EncodedLeaf } from '../store/appender.js';
 import type { DeviceChannel } from '../transport/types.js';
+import type { FrameIdentity } from './dedupe.js';
 import type { IngestLog } from './log-port.js';
 
 /** A frame on its way into the log: an IngestEntry (leaf, serial, counter) plus where to ack it. */
@@ -17,7 +18,7 @@ export interface ToStore {
   readonly serial: string;
   readonly counter: number;
   /** The frame's identity: its signed payload (the dedupe key, dedupe.ts frameIdentity). */
-  readonly hash: Uint8Array;
+  readonly hash: FrameIdentity;
   readonly leaf: LogLeaf;
   /** The leaf's encoding and leaf hash from the verification step. */
   readonly encoded?: EncodedLeaf;

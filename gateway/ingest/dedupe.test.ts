@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { DedupeTable, GapSet, type Classification } from './dedupe.js';
+import { DedupeTable, GapSet, type Classification, type FrameIdentity } from './dedupe.js';
 
-const h = (n: number): Uint8Array => new Uint8Array(32).fill(n);
+const h = (n: number): FrameIdentity => String.fromCharCode(n).repeat(32);
 
 /** A table over a fake log: `stored` maps "serial/counter" to the stored hash. */
-function table(stored = new Map<string, Uint8Array>(), opts: { window?: number; maxGaps?: number } = {}) {
+function table(stored = new Map<string, FrameIdentity>(), opts: { window?: number; maxGaps?: number } = {}) {
   const lookups: number[] = [];
   const t = new DedupeTable({
     ...opts,

@@ -8,8 +8,9 @@
  * gap ranges, a recent window of (counter → the frame's identity), and the frames
  * classified but not yet durable (so two copies of one frame in flight are stored once). A counter
  * outside all of these is looked up in the log through the `lookup` function the caller passes
- * (the store's per-pack counter index). A frame's identity is its signed payload (the bytes
- * themselves, compared exactly; no hash to compute per frame), not the COSE bytes: anyone can turn a valid ES256 signature into a second valid one (s → n − s) and
+ * (the store's per-pack counter index). A frame's identity is its signed payload — the bytes
+ * themselves as a latin1 string, compared exactly with ===; no hash to compute per frame and no
+ * off-heap buffer to allocate — not the COSE bytes: anyone can turn a valid ES256 signature into a second valid one (s → n − s) and
  * secure elements' high-S signatures must be accepted, so two copies that differ only in the
  * signature are the same frame — a duplicate, acked again — never a replay that would lock the
  * pack's own copy out (test/hostile.test.ts "ES256 signature malleability").
@@ -19,11 +20,19 @@
  * State changes only in `commit`, which the caller invokes in log order once an append is durable,
  * so replaying the log's entries after a snapshot through `commit` rebuilds exactly the live state.
  */
-import { bytesEqual, parseSign1 } from '../../protocol/index.js';
+import { parseSign1 } from '../../protocol/index.js';
 
-/** A frame's identity for dedupe: a copy of its signed payload (see above). Throws COSE_* for bytes that are not a COSE_Sign1. */
-export function frameIdentity(cose: Uint8Array): Uint8Array {
-  return parseSign1(cose).payload.slice();
+/** A frame's identity for dedupe: its signed payload's bytes, one latin1 character per byte (see above). */
+export type FrameIdentity = string;
+
+/** The identity of signed payload bytes (frameIdentity of the frame they came from). */
+export function identityOf(payload: Uint8Array): FrameIdentity {
+  return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('latin1');
+}
+
+/** A frame's identity for dedupe (see above). Throws COSE_* for bytes that are not a COSE_Sign1. */
+export function frameIdentity(cose: Uint8Array): FrameIdentity {
+  return identityOf(parseSign1(cose).payload);
 }
 
 /**
@@ -46,7 +55,7 @@ export type Classification =
   | { readonly kind: 'replay' };
 
 /** Returns the identity (frameIdentity) of the frame the log stores for (serial, counter), or undefined. */
-export type CounterLookup = (serial: string, counter: number) => Promise<Uint8Array | undefined>;
+export type CounterLookup = (serial: string, counter: number) => Promise<FrameIdentity | undefined>;
 
 export interface PackCounts {
   /** Frames stored (new + gap-fill + late). */
@@ -77,7 +86,7 @@ export interface DedupeOptions {
 
 /** A counter reserved by classify and not yet committed; copies arriving meanwhile wait on it. */
 interface Pending {
-  readonly hash: Uint8Array;
+  readonly hash: FrameIdentity;
   waiters: ((durable: boolean) => void)[] | undefined;
 }
 
@@ -94,12 +103,12 @@ const DUPLICATE_DURABLE: Classification = Object.freeze({ kind: 'duplicate', dur
 
 /** Bounded map of the most recently committed counters, evicted in commit order. */
 class RecentWindow {
-  private readonly map = new Map<number, Uint8Array>();
+  private readonly map = new Map<number, FrameIdentity>();
   constructor(private readonly size: number) {}
-  get(counter: number): Uint8Array | undefined {
+  get(counter: number): FrameIdentity | undefined {
     return this.map.get(counter);
   }
-  put(counter: number, hash: Uint8Array): void {
+  put(counter: number, hash: FrameIdentity): void {
     this.map.delete(counter);
     this.map.set(counter, hash);
     if (this.map.size > this.size) {
@@ -221,7 +230,7 @@ export class DedupeTable {
    * the log must be asked (or an earlier frame of the pack is still waiting for it). The promise
    * rejects only if the lookup rejects (the caller treats that as a store fault).
    */
-  classify(serial: string, counter: number, hash: Uint8Array): Classification | Promise<Classification> {
+  classify(serial: string, counter: number, hash: FrameIdentity): Classification | Promise<Classification> {
     const p = this.pack(serial);
     if (p.waiting === 0) {
       const known = this.known(p, counter, hash);
@@ -240,7 +249,7 @@ export class DedupeTable {
     return run;
   }
 
-  private async classifyLater(p: PackState, serial: string, counter: number, hash: Uint8Array): Promise<Classification> {
+  private async classifyLater(p: PackState, serial: string, counter: number, hash: FrameIdentity): Promise<Classification> {
     const known = this.known(p, counter, hash);
     if (known !== undefined) return this.reserve(p, counter, hash, known);
     const found = await this.lookup(serial, counter);
@@ -250,7 +259,7 @@ export class DedupeTable {
   }
 
   /** The classification from memory alone, or undefined when only the log can tell. */
-  private known(p: PackState, counter: number, hash: Uint8Array): Classification | undefined {
+  private known(p: PackState, counter: number, hash: FrameIdentity): Classification | undefined {
     const pending = p.pending.get(counter);
     if (pending !== undefined) return this.compare(p, pending.hash, hash, pending);
     const recent = p.window.get(counter);
@@ -263,8 +272,8 @@ export class DedupeTable {
   }
 
   /** Same bytes: a duplicate, durable now or when `pending` commits; other bytes: a replay. */
-  private compare(p: PackState, stored: Uint8Array, hash: Uint8Array, pending: Pending | undefined): Classification {
-    if (!bytesEqual(stored, hash)) {
+  private compare(p: PackState, stored: FrameIdentity, hash: FrameIdentity, pending: Pending | undefined): Classification {
+    if (stored !== hash) {
       p.counts.replays++;
       return REPLAY;
     }
@@ -273,7 +282,7 @@ export class DedupeTable {
     return { kind: 'duplicate', durable: new Promise<boolean>((resolve) => (pending.waiters ??= []).push(resolve)) };
   }
 
-  private reserve(p: PackState, counter: number, hash: Uint8Array, c: Classification): Classification {
+  private reserve(p: PackState, counter: number, hash: FrameIdentity, c: Classification): Classification {
     if (c.kind === 'new' || c.kind === 'gap-fill' || c.kind === 'late') p.pending.set(counter, { hash, waiters: undefined });
     return c;
   }
@@ -283,7 +292,7 @@ export class DedupeTable {
    * order; recovery calls it for every entry after the snapshot. Idempotent for a counter already
    * committed with the same hash.
    */
-  commit(serial: string, counter: number, hash: Uint8Array): void {
+  commit(serial: string, counter: number, hash: FrameIdentity): void {
     const p = this.pack(serial);
     const pending = p.pending.get(counter);
     p.pending.delete(counter);

@@ -200,7 +200,7 @@ export class MemoryLog implements IngestLog {
     return run;
   }
 
-  frameIdentity(serial: string, counter: number): Promise<Uint8Array | undefined> {
+  frameIdentity(serial: string, counter: number): Promise<string | undefined> {
     const i = this.byCounter.get(`${serial}/${counter}`);
     const d = i === undefined ? undefined : this.data[i];
     return Promise.resolve(d === undefined ? undefined : frameIdentity(decodeLeaf(d).frame));

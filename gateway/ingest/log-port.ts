@@ -9,7 +9,7 @@ import { decodeLeaf, type LogLeaf } from '../../protocol/index.js';
 import { isGatewayError } from '../errors.js';
 import type { EncodedLeaf } from '../store/appender.js';
 import type { LogStore } from '../store/log-store.js';
-import { frameIdentity } from './dedupe.js';
+import { frameIdentity, type FrameIdentity } from './dedupe.js';
 
 /** One frame to store, with what the log's per-pack index needs. */
 export interface IngestEntry {
@@ -30,7 +30,7 @@ export interface IngestEntry {
 export interface IngestLog {
   readonly size: number;
   append(entries: readonly IngestEntry[]): Promise<number>;
-  frameIdentity(serial: string, counter: number): Promise<Uint8Array | undefined>;
+  frameIdentity(serial: string, counter: number): Promise<FrameIdentity | undefined>;
   leaves(from: number, to: number): AsyncIterable<Uint8Array>;
 }
 
@@ -49,7 +49,7 @@ export function logPort(store: LogStore): IngestLog {
       const r = await store.append(entries);
       return r.entries[0]?.index ?? r.size - entries.length;
     },
-    async frameIdentity(serial: string, counter: number): Promise<Uint8Array | undefined> {
+    async frameIdentity(serial: string, counter: number): Promise<FrameIdentity | undefined> {
       const index = await store.findCounter(serial, counter);
       if (index === undefined) return undefined;
       try {

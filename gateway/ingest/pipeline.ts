@@ -15,7 +15,7 @@ import { ackMessages, sha256, toHex, type LogLeaf, type Message, type TrustStore
 import { GatewayError } from '../errors.js';
 import type { EncodedLeaf } from '../store/appender.js';
 import type { ChannelEvents, DeviceChannel } from '../transport/types.js';
-import { DedupeTable, type Classification } from './dedupe.js';
+import { DedupeTable, type Classification, type FrameIdentity } from './dedupe.js';
 import { Quarantine, type QuarantineStatus, type RejectInput } from './quarantine.js';
 import { SessionTable, type SessionInfo, type SessionTableOptions } from './session.js';
 import { recover, writeState, type RecoveryReport } from './state.js';
@@ -254,7 +254,7 @@ export class IngestPipeline {
     );
   }
 
-  private classified(ch: DeviceChannel, serial: string, counter: number, hash: Uint8Array, leaf: LogLeaf, encoded: EncodedLeaf | undefined, c: Classification): void {
+  private classified(ch: DeviceChannel, serial: string, counter: number, hash: FrameIdentity, leaf: LogLeaf, encoded: EncodedLeaf | undefined, c: Classification): void {
     switch (c.kind) {
       case 'duplicate':
         this.counts.duplicates++;
@@ -277,7 +277,7 @@ export class IngestPipeline {
           channel: ch.id,
           serial,
           counter,
-          detail: `gateway: counter ${counter} of ${serial} is already stored with another signed payload (this copy's payload SHA-256 ${toHex(sha256(hash)).slice(0, 16)}…): rollback or cloned key`,
+          detail: `gateway: counter ${counter} of ${serial} is already stored with another signed payload (this copy's payload SHA-256 ${toHex(sha256(Buffer.from(hash, 'latin1'))).slice(0, 16)}…): rollback or cloned key`,
           raw: leaf.frame,
         });
         return;

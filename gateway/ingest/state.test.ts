@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../protocol/index.js';
-import { DedupeTable } from './dedupe.js';
+import { DedupeTable, frameIdentity } from './dedupe.js';
 import { MemoryLog, TestFactory, type TestPack } from './ingest-testkit.js';
 import { readState, recover, STATE_FILE, writeState } from './state.js';
 
@@ -31,7 +30,7 @@ async function store(log: MemoryLog, t: DedupeTable, counters: number[]): Promis
   for (const c of counters) {
     const frame = pack.frame(c);
     await log.append([{ leaf: { receivedAt: 1, source: 'memory:x', certSha256: pack.certSha256, frame }, serial: pack.serial, counter: c }]);
-    t.commit(pack.serial, c, sha256(frame));
+    t.commit(pack.serial, c, frameIdentity(frame));
   }
 }
 

@@ -12,7 +12,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeLeaf, decodeFrame, parseSign1 } from '../../protocol/index.js';
-import type { DedupeTable, PackCounts, PackSnapshot } from './dedupe.js';
+import { identityOf, type DedupeTable, type FrameIdentity, type PackCounts, type PackSnapshot } from './dedupe.js';
 
 export const STATE_FORMAT = 'packchain-ingest-state/v1';
 export const STATE_FILE = 'ingest-state.json';
@@ -118,12 +118,12 @@ export async function writeState(dir: string, table: DedupeTable, size: number, 
 }
 
 /** The serial, counter and frame identity (its signed payload, dedupe.ts) a stored leaf commits to, or undefined if it does not decode. */
-export function leafKey(leafData: Uint8Array): { serial: string; counter: number; hash: Uint8Array } | undefined {
+export function leafKey(leafData: Uint8Array): { serial: string; counter: number; hash: FrameIdentity } | undefined {
   try {
     const leaf = decodeLeaf(leafData);
     const { payload } = parseSign1(leaf.frame);
     const frame = decodeFrame(payload);
-    return { serial: frame.serial, counter: frame.counter, hash: payload.slice() };
+    return { serial: frame.serial, counter: frame.counter, hash: identityOf(payload) };
   } catch {
     return undefined;
   }

@@ -33,6 +33,7 @@ import {
   type SignatureAlg,
 } from '../../protocol/index.js';
 import type { EncodedLeaf } from '../store/appender.js';
+import { identityOf, type FrameIdentity } from './dedupe.js';
 
 /** What verification needs of a device: from its verified certificate chain (TrustStore). */
 export interface FrameKey {
@@ -57,7 +58,7 @@ export interface LeafFields {
 }
 
 export type FrameVerdict =
-  | { readonly ok: true; readonly counter: number; readonly time: number; readonly identity: Uint8Array; readonly leaf?: EncodedLeaf }
+  | { readonly ok: true; readonly counter: number; readonly time: number; readonly identity: FrameIdentity; readonly leaf?: EncodedLeaf }
   | { readonly ok: false; readonly code: string; readonly detail: string; readonly counter?: number };
 
 type Failure = Extract<FrameVerdict, { ok: false }>;
@@ -66,14 +67,14 @@ type Checked = { readonly ok: true; readonly counter: number; readonly time: num
 
 /**
  * Verifies `cose` with `key`. Returns ok with the frame counter, device time and the frame's
- * identity (a copy of its signed payload); or the first failing check's code: COSE_* / CBOR_*
+ * identity (its signed payload, dedupe.ts FrameIdentity); or the first failing check's code: COSE_* / CBOR_*
  * (signature, structure), FRAME_* (payload schema), FRAME_SERIAL_MISMATCH (a valid signature over
  * another pack's serial). Never throws for bad input; a non-protocol exception (a bug) is reported
  * as VERIFY_INTERNAL rather than lost.
  */
 export function verifyFrame(cose: Uint8Array, key: FrameKey): FrameVerdict {
   const v = check(cose, key);
-  return v.ok ? { ok: true, counter: v.counter, time: v.time, identity: v.payload.slice() } : v;
+  return v.ok ? { ok: true, counter: v.counter, time: v.time, identity: identityOf(v.payload) } : v;
 }
 
 /** UTF-8 bytes of the sources the inline path has encoded (one per port or device; emptied beyond 1024). */
@@ -103,7 +104,7 @@ export function verifyFrameAndLeaf(cose: Uint8Array, key: FrameKey, certSha256: 
   // [0x00 ‖ data]: the RFC 9162 leaf prefix in front, so the leaf is hashed without a concatenation.
   const slot = new Uint8Array(1 + leafSize(fields.receivedAt, source.length, cose.length));
   writeLeaf(slot, 1, fields.receivedAt, source, certSha256, cose);
-  return { ok: true, counter: v.counter, time: v.time, identity: v.payload.slice(), leaf: { data: slot.subarray(1), leafHash: sha256(slot) } };
+  return { ok: true, counter: v.counter, time: v.time, identity: identityOf(v.payload), leaf: { data: slot.subarray(1), leafHash: sha256(slot) } };
 }
 
 /** Why the frame's log leaf cannot be encoded, or undefined when it can. */

@@ -313,10 +313,11 @@ export class VerifyPool {
     slot.batches.shift();
     const failures = new Map(reply.errors.map(([i, code, detail, counter]) => [i, { code, detail, counter }]));
     const leaves = reply.leaves;
+    const ids = Buffer.from(reply.ids.buffer, reply.ids.byteOffset, reply.ids.byteLength);
     batch.items.forEach((item, i) => {
       if (reply.ok[i] === 1) {
-        // The identity is kept (dedupe's window): a copy, so it does not pin the whole reply buffer.
-        const identity = reply.ids.slice(i === 0 ? 0 : (reply.idEnds[i - 1] ?? 0), reply.idEnds[i] ?? 0);
+        // The identity is kept (dedupe's window): a string, so it does not pin the reply buffer.
+        const identity = ids.toString('latin1', i === 0 ? 0 : (reply.idEnds[i - 1] ?? 0), reply.idEnds[i] ?? 0);
         const counter = reply.counters[i] ?? -1;
         const time = reply.times[i] ?? 0;
         const from = i === 0 ? 0 : (leaves?.ends[i - 1] ?? 0);
