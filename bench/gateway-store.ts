@@ -14,13 +14,11 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { copyFile, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { type LeafInput, LogStore } from '../gateway/index.js';
 import { T0, TEST_ORIGIN, sampleInput } from '../gateway/store/testkit.js';
-import type { Result } from './harness.js';
+import { nodeArgsFor, repoRoot, sibling, type Result } from './harness.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const PACKS = 100;
 const CRASH_STATE = 'bench-crash-state.json';
 const POOL = 1024;
@@ -115,7 +113,7 @@ function dropCaches(): boolean {
 }
 
 function measureInChild(dir: string): ChildFigures {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', join(here, 'gateway-store-child.ts'), dir, 'PACK-0042'], { cwd: join(here, '..'), encoding: 'utf8', maxBuffer: 1 << 20 });
+  const out = execFileSync(process.execPath, [...nodeArgsFor(sibling(import.meta.url, 'gateway-store-child')), dir, 'PACK-0042'], { cwd: repoRoot(), encoding: 'utf8', maxBuffer: 1 << 20 });
   return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as ChildFigures;
 }
 
@@ -146,7 +144,7 @@ async function large(n: number, label: string): Promise<Result[]> {
       {
         name: `restart: open a ${label} store (fresh process)`,
         opsPerSec: 1000 / f.openMs,
-        note: note(`${f.openMs.toFixed(0)} ms, ${cache}; RSS ${f.rssBefore} MB before open (Node + tsx), ${f.rssOpen} after, ${f.rssAfter} after queries`),
+        note: note(`${f.openMs.toFixed(0)} ms, ${cache}; RSS ${f.rssBefore} MB before open (Node and the bench), ${f.rssOpen} after, ${f.rssAfter} after queries`),
         target: '< 2 s; RSS < 200 MB',
       },
       {

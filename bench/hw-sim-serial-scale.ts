@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SerialPort } from 'serialport';
 import { ackMessages, decodeFrame, encodeLine, LineDecoder, parseSign1 } from '../protocol/index.js';
 import { generateSecretKey } from '../hw-sim/commands.js';
@@ -23,6 +23,7 @@ import { fixedSensor, makeFactory } from '../hw-sim/firmware-testkit.js';
 import { DeviceFlash } from '../hw-sim/flash.js';
 import { createPtyPair, type PtyPair } from '../hw-sim/pty.js';
 import { SerialDeviceLink } from '../hw-sim/serial-link.js';
+import { nodeArgsFor } from './harness.js';
 
 /**
  * utime + stime in ms and memory in KiB of a process, from /proc. Memory is PSS (smaps_rollup):
@@ -112,7 +113,7 @@ async function deviceMain(n: number, idleSeconds: number, sendSeconds: number, d
         }),
       );
     }
-    const host = spawn(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, 'host', dir, String(n)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const host = spawn(process.execPath, [...nodeArgsFor(fileURLToPath(import.meta.url)), 'host', dir, String(n)], { stdio: ['ignore', 'inherit', 'inherit'] });
     await new Promise((r) => setTimeout(r, 3000)); // hosts open their ports
     const pids = { socat: pairs.flatMap((p) => (p.pid === undefined ? [] : [p.pid])), host: host.pid };
     const totals = (): object => ({

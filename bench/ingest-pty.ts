@@ -23,7 +23,7 @@ import { encodeLine, gatewayOrigin, LineDecoder } from '../protocol/index.js';
 import { createPtyPair, type PtyPair } from '../hw-sim/index.js';
 import { IngestPipeline, LogStore, SerialTransport, logPort } from '../gateway/index.js';
 import { fixture, median, parallelRawRate, rawVerifyRate, type Fixture } from './gateway-ingest.js';
-import type { Result } from './harness.js';
+import { nodeArgsFor, type Result } from './harness.js';
 
 const here = fileURLToPath(import.meta.url);
 
@@ -68,7 +68,7 @@ async function ptyRun(fx: Fixture, workers: number, window: number): Promise<{ r
     await transport.start(pipeline.events);
     const cpu0 = process.cpuUsage();
     const socat0 = await Promise.all(pairs.map((p) => (p.pid === undefined ? Promise.resolve(0) : cpuMsOf(p.pid))));
-    const child = spawn(process.execPath, ['--import', 'tsx', here, 'device', dir, String(fx.packs.length), String(window)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...nodeArgsFor(here), 'device', dir, String(fx.packs.length), String(window)], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));

@@ -5,9 +5,8 @@
  * `sections` (a title and a function returning `Result`s). BENCH_LARGE=1 adds the 10 M-entry store.
  */
 import { writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { baselineVerifyRate, describeMachine, formatTable, renderReport, type Result, type Section } from './harness.js';
+import { join } from 'node:path';
+import { baselineVerifyRate, describeMachine, formatTable, renderReport, repoRoot, type Result, type Section } from './harness.js';
 import { identityBenchmarks, identityFixture, protocolBenchmarks } from './protocol.js';
 import { ingestBenchmarks } from './gateway-ingest.js';
 import { ptyIngestBenchmarks } from './ingest-pty.js';
@@ -41,6 +40,6 @@ for (const s of sections) {
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 process.stdout.write(`packchain benchmarks — Node ${machine.node}, ${machine.cores} × ${machine.cpu}, ${machine.ramGiB} GiB\n`);
 for (const d of done) process.stdout.write(`\n## ${d.title}\n\n${formatTable(d.baseline, d.results)}\n`);
-const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'performance.md');
+const out = join(repoRoot(), 'docs', 'performance.md');
 writeFileSync(out, renderReport(machine, done, seconds));
 process.stdout.write(`\nwritten: ${out}\n`);
