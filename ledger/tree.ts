@@ -1,9 +1,11 @@
 /**
  * Each gateway's Merkle tree as the ledger keeps it (docs/ledger.md "Storage"): Go-tlog stored
- * hashes (protocol storedHashes, RFC 9162 trees) in the `hashes` table, one row per stored hash.
+ * hashes (protocol storedHashes, RFC 9162 trees) in the `hash_blocks` table, HASH_BLOCK consecutive
+ * stored hashes to a row.
  * protocol's tree code reads hashes through a synchronous HashReader, so a computation runs twice:
  * first against a recording reader that notes the indexes it needs (and answers with placeholder
- * hashes), then — after one `WHERE n = ANY($1)` query fetched them — against a Map-backed reader.
+ * hashes), then — after one `WHERE block = ANY($1)` query fetched the blocks holding them —
+ * against a Map-backed reader.
  * Appending leaves needs only the right frontier of the tree (the stored subtrees of the current
  * size), which the same dry run finds.
  */
@@ -33,12 +35,26 @@ export class MapReader implements HashReader {
   }
 }
 
+/**
+ * Stored hashes per `hash_blocks` row (migration 3): row `block` of a gateway holds its stored hashes
+ * [HASH_BLOCK·block, HASH_BLOCK·block + HASH_BLOCK) concatenated, the last row of a tree partly
+ * filled. Stored hashes are only ever appended, densely and in index order (appendLeaves).
+ */
+export const HASH_BLOCK = 32;
+
 /** Loads the given stored hashes of a gateway's tree into `reader`. A hash that is not stored is left out. */
 export async function loadHashes(q: Queryable, gatewayId: number, reader: MapReader, indexes: Iterable<number>): Promise<void> {
-  const need = [...indexes].filter((i) => !reader.hashes.has(i));
-  if (need.length === 0) return;
-  const rows = await q.query<{ n: number; h: Uint8Array }>('SELECT n, h FROM hashes WHERE gateway_id = $1 AND n = ANY($2::bigint[])', [gatewayId, need]);
-  for (const r of rows) reader.hashes.set(r.n, r.h);
+  const blocks = new Set<number>();
+  for (const i of indexes) if (!reader.hashes.has(i)) blocks.add(Math.floor(i / HASH_BLOCK));
+  if (blocks.size === 0) return;
+  const rows = await q.query<{ block: number; h: Uint8Array }>('SELECT block, h FROM hash_blocks WHERE gateway_id = $1 AND block = ANY($2::bigint[])', [gatewayId, [...blocks]]);
+  for (const r of rows) {
+    const held = Math.floor(r.h.length / HASH_SIZE);
+    for (let k = 0; k < held; k++) {
+      const i = r.block * HASH_BLOCK + k;
+      if (!reader.hashes.has(i)) reader.hashes.set(i, r.h.subarray(k * HASH_SIZE, k * HASH_SIZE + HASH_SIZE));
+    }
+  }
 }
 
 /**
@@ -100,18 +116,42 @@ export function concatBytes(parts: readonly Uint8Array[]): { bytes: Buffer; star
 }
 
 /**
- * Inserts new stored hashes with one multi-row statement: with `binary` (node-postgres) the hashes
- * travel as one binary parameter, 32 bytes each; otherwise (PGlite) as a bytea[].
+ * Appends new stored hashes — consecutive indexes from storedHashCount(size) on, as appendLeaves
+ * returns them — to a gateway's hash blocks with one statement: the partly filled last block held
+ * is extended (`h || new`, only if it holds exactly the hashes before the first new one), the
+ * others inserted. With `binary` (node-postgres) the hashes travel as one binary parameter cut
+ * apart in SQL; otherwise (PGlite) as a bytea[] of one element per block.
  */
 export async function insertHashes(q: Queryable, gatewayId: number, hashes: readonly [number, Uint8Array][], binary = true): Promise<void> {
-  if (hashes.length === 0) return;
-  if (!binary) {
-    await q.query('INSERT INTO hashes (gateway_id, n, h) SELECT $1, * FROM unnest($2::bigint[], $3::bytea[])', [gatewayId, hashes.map((x) => x[0]), hashes.map((x) => x[1])]);
-    return;
+  const first = hashes[0]?.[0];
+  if (first === undefined) return;
+  const all = concatBytes(hashes.map(([n, h], k) => {
+    invariant(n === first + k && h.length === HASH_SIZE, 'insertHashes: consecutive stored hashes');
+    return h;
+  })).bytes;
+  const blocks: number[] = [];
+  const starts: number[] = [];
+  const ends: number[] = [];
+  const end = first + hashes.length;
+  for (let b = Math.floor(first / HASH_BLOCK); b * HASH_BLOCK < end; b++) {
+    blocks.push(b);
+    starts.push((Math.max(first, b * HASH_BLOCK) - first) * HASH_SIZE);
+    ends.push((Math.min(end, (b + 1) * HASH_BLOCK) - first) * HASH_SIZE);
   }
-  await q.query(
-    `INSERT INTO hashes (gateway_id, n, h)
-     SELECT $1, u.n, substring($3::bytea FROM (u.k::int - 1) * ${HASH_SIZE} + 1 FOR ${HASH_SIZE}) FROM unnest($2::bigint[]) WITH ORDINALITY AS u(n, k)`,
-    [gatewayId, hashes.map((x) => x[0]), concatBytes(hashes.map((x) => x[1])).bytes],
+  const heldBefore = (first % HASH_BLOCK) * HASH_SIZE; // bytes the first block must already hold
+  const write = binary
+    ? `SELECT $1::int, u.b, substring($3::bytea FROM u.a + 1 FOR u.e - u.a) FROM unnest($2::bigint[], $4::int[], $5::int[]) AS u(b, a, e)`
+    : `SELECT $1::int, u.b, u.h FROM unnest($2::bigint[], $3::bytea[]) AS u(b, h)`;
+  const params = binary
+    ? [gatewayId, blocks, all, starts, ends, heldBefore]
+    : [gatewayId, blocks, blocks.map((_, k) => all.subarray(starts[k], ends[k])), heldBefore];
+  const rows = await q.query<{ n: number }>(
+    `WITH w AS (
+       INSERT INTO hash_blocks AS t (gateway_id, block, h) ${write}
+       ON CONFLICT (gateway_id, block) DO UPDATE SET h = t.h || excluded.h WHERE length(t.h) = $${binary ? 6 : 4}
+       RETURNING 1)
+     SELECT count(*)::int AS n FROM w`,
+    params,
   );
+  invariant(rows[0]?.n === blocks.length, `insertHashes: ${blocks.length} hash blocks written, ${String(rows[0]?.n)} took the write (stored hashes out of step with the tree)`);
 }

@@ -3,9 +3,11 @@
  * (judge.ts VERIFY_CHUNK) while, on PostgreSQL, the transaction already writes the first leaves —
  * verdicts found in a later chunk, a frame seen twice across chunks and a device equivocation
  * within one upload must come out exactly as in a small upload. Also: a database left at schema
- * version 1 is upgraded to the covering history key (migration 2) with its frames intact.
+ * version 1 is upgraded to the covering history key (migration 2) with its frames intact, and one
+ * left at version 2 gets its tree hashes moved into hash blocks (migration 3) with the tree intact.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseVerifierKey, storedHashCount, TrustStore, verifyProofBundle } from '../protocol/index.js';
 import { openEmbedded, openPostgres, type Db } from './db/driver.js';
 import { MIGRATIONS } from './db/migrations.js';
 import { VERIFY_CHUNK } from './judge.js';
@@ -65,8 +67,10 @@ describe.each(BACKENDS)('chunked verification of a big upload ($name)', ({ make 
 
 describe.each(BACKENDS)('schema upgrade ($name)', ({ make }) => {
   let storage: TestStorage;
+  const more: TestStorage[] = [];
   afterAll(async () => {
     await storage.drop();
+    for (const s of more) await s.drop();
   });
 
   it('a database at version 1 with frames › migration 2 applied at open, history and uploads work on', async () => {
@@ -100,6 +104,57 @@ describe.each(BACKENDS)('schema upgrade ($name)', ({ make }) => {
       for (let i = 0; i < 3; i++) gw.append(pack, pack.frame(i));
       expect(await send(ledger, gw, gw.request(0, 3, [pack], { proofFrom: 0 }))).toMatchObject({ stored: 3, rejected: 0 });
       expect((await ledger.history(pack.serial, { limit: 10 })).rows.map((x) => [x.counter, x.witnessed])).toEqual([[0, true], [1, true], [2, true]]);
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  it('a database at version 2 with a tree › migration 3 moves its hashes into blocks, the tree extends and proves as before', async () => {
+    const own = await make();
+    more.push(own);
+    const o = own.options;
+    const f = await TestFactory.create();
+    const trust = await f.trust();
+    const pack = await f.pack('PK-2026-0301');
+    const gw = new TestGateway('before-blocks', 23);
+    for (let i = 0; i < 100; i++) gw.append(pack, pack.frame(i));
+    const open = (): Promise<Ledger> => Ledger.open({ storage: o, witness: testWitness(), trust, clock: () => T0, verifyThreads: 0 });
+    let ledger = await open();
+    try {
+      await ledger.enrollGateway(gw.vkey);
+      const first = await send(ledger, gw, gw.request(0, 45, [pack], { proofFrom: 0 }));
+      expect(first).toMatchObject({ stored: 45, state: { size: 45 } });
+      expect(first.cosigned).not.toBeNull();
+    } finally {
+      await ledger.close();
+    }
+    // Back to version 2 as that ledger would have left it: one row per stored hash, per-row gateway references.
+    const db: Db = o.kind === 'embedded' ? await openEmbedded(o.dir) : await openPostgres(o.url, 1);
+    try {
+      await db.transaction(async (tx) => {
+        await tx.query('CREATE TABLE hashes (gateway_id integer NOT NULL REFERENCES gateways(id), n bigint NOT NULL, h bytea NOT NULL, PRIMARY KEY (gateway_id, n))');
+        await tx.query('INSERT INTO hashes SELECT gateway_id, block * 32 + k, substring(h FROM k * 32 + 1 FOR 32) FROM hash_blocks, generate_series(0, length(h) / 32 - 1) AS k');
+        await tx.query('DROP TABLE hash_blocks');
+        await tx.query('ALTER TABLE leaves ADD FOREIGN KEY (gateway_id) REFERENCES gateways(id)');
+        await tx.query('ALTER TABLE frames ADD FOREIGN KEY (gateway_id) REFERENCES gateways(id)');
+        await tx.query('DELETE FROM schema_migrations WHERE version = 3');
+      });
+      expect(await db.query('SELECT count(*)::int AS n FROM hashes')).toEqual([{ n: storedHashCount(45) }]);
+    } finally {
+      await db.close();
+    }
+    ledger = await open();
+    try {
+      // The consistency proof from 45 is judged against the migrated tree; the new leaves extend it.
+      expect(await send(ledger, gw, gw.request(45, 100, [pack], { proofFrom: 45 }))).toMatchObject({ stored: 55, rejected: 0, state: { size: 100 } });
+      const info = await ledger.trustInfo();
+      const v = verifyProofBundle((await ledger.proofBundle(pack.serial, 7)) ?? '', {
+        trust: await TrustStore.create(await f.bundle()),
+        logs: info.gateways.map((g) => parseVerifierKey(g.vkey)),
+        witnesses: [parseVerifierKey(info.witness)],
+        requiredWitnesses: 1,
+      });
+      expect(v).toMatchObject({ index: 7, frame: { serial: pack.serial, counter: 7 } });
     } finally {
       await ledger.close();
     }

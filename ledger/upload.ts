@@ -253,7 +253,7 @@ async function commit(
     await judged.until(off + hi);
     await insertLeaves(tx, gw.id, staged + lo, fresh.slice(lo, hi), binary);
   }
-  const frames = await storeFrames(tx, gw, staged, fresh);
+  const frames = await storeFrames(tx, gw, staged, fresh, binary);
   const equivocations = frames.equivocations;
   await markEquivocations(tx, gw.id, staged, fresh);
   const kept: [EvidenceDraft, number][] = [];
