@@ -13,7 +13,8 @@
  * wall-clock ratio approaches it as the machine gets quieter.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -24,6 +25,25 @@ import { baselineVerifyRate, formatTable, type Result } from './harness.js';
 const LARGE = process.env['BENCH_LARGE'] === '1';
 const BATCH = 8192;
 const UPLOAD = '/v1/gateway/upload';
+/** BENCH_PROFILE=path: a main-thread CPU profile of each timed catch-up, written to path-<storage>.cpuprofile. */
+const PROFILE = process.env['BENCH_PROFILE'];
+/** BENCH_THREADS=1: print each thread's CPU µs per entry of each timed catch-up (Linux /proc). */
+const THREADS = process.env['BENCH_THREADS'] === '1';
+
+async function startProfiler(): Promise<Session> {
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.setSamplingInterval', { interval: 100 });
+  await s.post('Profiler.start');
+  return s;
+}
+
+async function stopProfiler(s: Session, file: string): Promise<void> {
+  const { profile } = await s.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  s.disconnect();
+}
 
 /** CPU seconds a process has used (utime + stime from /proc/PID/stat); undefined when unreadable (another host). */
 function procCpu(pid: number): number | undefined {
@@ -36,7 +56,7 @@ function procCpu(pid: number): number | undefined {
 }
 
 /** CPU µs of one raw Ed25519 verify (cached key), median of 3 rounds of 5000. */
-function verifyCpuUs(): number {
+export function verifyCpuUs(): number {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const msg = Buffer.alloc(200, 7);
   const sig = sign(null, msg, privateKey);
@@ -48,6 +68,22 @@ function verifyCpuUs(): number {
     rounds.push((c.user + c.system) / 5000);
   }
   return rounds.sort((a, b) => a - b)[1] ?? 0;
+}
+
+/** CPU seconds per thread of this process (BENCH_THREADS): tid → [name, seconds]. */
+function threadCpu(): Map<string, [string, number]> {
+  const out = new Map<string, [string, number]>();
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      out.set(tid, [name, (Number(f[11]) + Number(f[12])) / 100]);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
 }
 
 /** PIDs of the PostgreSQL server processes serving connections to `url` (other than this query's). */
@@ -71,7 +107,7 @@ interface CatchUp {
 }
 
 /** Uploads a backlog of `entries` leaves from 20 packs in batches, each with a checkpoint. */
-async function catchUp(storage: TestStorage, entries: number): Promise<CatchUp> {
+export async function catchUp(storage: TestStorage, entries: number): Promise<CatchUp> {
   const f = await TestFactory.create('Bench');
   const packs = await Promise.all(Array.from({ length: 20 }, (_, i) => f.pack(`PK-BENCH-${String(i).padStart(4, '0')}`)));
   const gw = new TestGateway('bench', 5);
@@ -90,6 +126,8 @@ async function catchUp(storage: TestStorage, entries: number): Promise<CatchUp> 
     // The gateway's side (CBOR-encoding each request) is not the ledger's work: done before timing.
     const bodies = requests.map((r) => gw.body(r));
     const pids = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
+    const profiler = PROFILE === undefined ? undefined : await startProfiler();
+    const threads0 = THREADS ? threadCpu() : undefined;
     const db0 = pids.map(procCpu);
     const cpu0 = process.cpuUsage();
     const start = process.hrtime.bigint();
@@ -100,6 +138,12 @@ async function catchUp(storage: TestStorage, entries: number): Promise<CatchUp> 
     const s = Number(process.hrtime.bigint() - start) / 1e9;
     const cpu = process.cpuUsage(cpu0);
     const db1 = pids.map(procCpu);
+    if (threads0 !== undefined) {
+      const t1 = threadCpu();
+      const per = [...t1].map(([tid, [name, v]]) => `${name}(${tid}) ${(((v - (threads0.get(tid)?.[1] ?? 0)) * 1e6) / entries).toFixed(1)}`);
+      console.log(`CPU µs per entry by thread: ${per.join(', ')}`);
+    }
+    if (profiler !== undefined && PROFILE !== undefined) await stopProfiler(profiler, `${PROFILE}-${storage.name}.cpuprofile`);
     let dbUs: number | undefined = storage.options.kind === 'postgres' ? 0 : undefined;
     db1.forEach((v, i) => {
       const v0 = db0[i];
