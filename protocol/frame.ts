@@ -182,14 +182,10 @@ function decodeCommon(b: Uint8Array): SohFrame | undefined {
         break;
       case 3: {
         if (a > b.length - c.pos) return undefined;
-        let text = '';
-        for (let j = c.pos; j < c.pos + a; j++) {
-          const ch = b[j] as number;
-          if (ch >= 0x80) return undefined; // non-ASCII: the general path checks the UTF-8
-          text += String.fromCharCode(ch);
-        }
+        for (let j = c.pos; j < c.pos + a; j++) if ((b[j] as number) >= 0x80) return undefined; // non-ASCII: the general path checks the UTF-8
+        // ASCII bytes are their own char codes: one string, no per-character concatenation.
+        v = String.fromCharCode.apply(null, b.subarray(c.pos, c.pos + a) as unknown as number[]);
         c.pos += a;
-        v = text;
         break;
       }
       case 4: {
