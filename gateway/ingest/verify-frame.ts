@@ -243,8 +243,9 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
     for (let i = 0; i < n; i++) {
       const to = req.ends[i] ?? from;
       const src = sourceBytes[wanted.sourceOf[i] ?? NO_LEAF];
-      // receivedAt clamped so that a malformed one (refused below) cannot break the size arithmetic.
-      if (src !== undefined) leafBytes += 1 + leafSize(Math.max(0, Math.trunc(wanted.receivedAt[i] ?? 0)), src.length, to - from);
+      // A malformed receivedAt (refused below, its frame gets no leaf) is sized as 0 so it cannot break the arithmetic.
+      const r = wanted.receivedAt[i] ?? 0;
+      if (src !== undefined) leafBytes += 1 + leafSize(Number.isSafeInteger(r) && r >= 0 ? r : 0, src.length, to - from);
       from = to;
     }
   }

@@ -4,7 +4,7 @@ import { decodeLeaf, encodeLeaf, leafHash, parseSign1, type VerifiedDevice } fro
 import { isGatewayError } from '../errors.js';
 import { TestFactory, type TestPack } from './ingest-testkit.js';
 import type { FrameVerdict } from './verify-frame.js';
-import { KeyCache, verifyFrame, verifyFrameAndLeaf } from './verify-frame.js';
+import { KeyCache, verifyBatch, verifyFrame, verifyFrameAndLeaf } from './verify-frame.js';
 import { VerifyPool } from './verify.js';
 
 let factory: TestFactory;
@@ -212,6 +212,38 @@ describe('VerifyPool', () => {
       });
     } finally {
       await inline.close();
+    }
+  });
+
+  it('when one frame of a batch has a receive time a leaf cannot carry › that frame alone is LEAF_MALFORMED, the others get their exact leaves', () => {
+    const frames = [ed.frame(1), ed.frame(2), ed.frame(3)];
+    const ends = new Uint32Array(3);
+    const data = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+    let at = 0;
+    frames.forEach((f, i) => {
+      data.set(f, at);
+      at += f.length;
+      ends[i] = at;
+    });
+    const times = [1_767_225_600_001, Number.NaN, 1_767_225_600_003];
+    const reply = verifyBatch(
+      {
+        id: 1,
+        keys: [{ certSha256: edDevice.certSha256, packSerial: edDevice.packSerial, alg: edDevice.publicKey.alg, raw: edDevice.publicKey.raw, kid: edDevice.kid }],
+        data,
+        ends,
+        keyOf: new Uint32Array(3),
+        leaves: { receivedAt: Float64Array.from(times), sources: ['serial:/dev/ttyUSB0'], sourceOf: new Uint32Array(3) },
+      },
+      new KeyCache(),
+    );
+    expect([...reply.ok]).toEqual([1, 0, 1]);
+    expect(reply.errors).toEqual([[1, 'LEAF_MALFORMED', expect.stringContaining('receivedAt'), 2]]);
+    const leaves = reply.leaves;
+    for (const i of [0, 2]) {
+      const from = i === 0 ? 0 : (leaves?.ends[i - 1] ?? 0);
+      const slot = leaves?.data.subarray(from + 1, leaves.ends[i]);
+      expect(slot).toEqual(encodeLeaf({ receivedAt: times[i] ?? 0, source: 'serial:/dev/ttyUSB0', certSha256: edDevice.certSha256, frame: frames[i] ?? new Uint8Array(0) }));
     }
   });
 
