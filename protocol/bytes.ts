@@ -76,24 +76,36 @@ for (let i = 0; i < 64; i++) {
  * unused bits in the last character (so every byte string has exactly one accepted encoding).
  */
 function decode64(s: string, rev: Int16Array, pad: boolean, code: ProtocolErrorCode, what: string): Uint8Array {
-  const fail = (why: string): never => {
-    throw new ProtocolError(code, `${what}: ${why}`);
-  };
   let body = s;
   if (pad) {
-    if (s.length % 4 !== 0) fail('expected padded base64 (length a multiple of 4)');
+    if (s.length % 4 !== 0) throw new ProtocolError(code, `${what}: expected padded base64 (length a multiple of 4)`);
     if (s.endsWith('==')) body = s.slice(0, -2);
     else if (s.endsWith('=')) body = s.slice(0, -1);
   }
-  if (body.length % 4 === 1) fail('impossible base64 length');
-  const out = new Uint8Array(Math.floor((body.length * 3) / 4));
+  // Characters beyond Latin-1 become 0xff, which no alphabet holds: reported at their offset.
+  const chars = new Uint8Array(body.length);
+  for (let i = 0; i < body.length; i++) {
+    const c = body.charCodeAt(i);
+    chars[i] = c < 256 ? c : 0xff;
+  }
+  return decode64Bytes(chars, 0, chars.length, rev, code, what);
+}
+
+/**
+ * Unpadded base64 in the bytes b[start..end) (ASCII), decoded with the reverse alphabet `rev`.
+ * Throws `code` naming the first offending offset (relative to `start`) or a non-canonical tail.
+ */
+function decode64Bytes(b: Uint8Array, start: number, end: number, rev: Int16Array, code: ProtocolErrorCode, what: string): Uint8Array {
+  const len = end - start;
+  if (len % 4 === 1) throw new ProtocolError(code, `${what}: impossible base64 length`);
+  const out = new Uint8Array(Math.floor((len * 3) / 4));
   let acc = 0;
   let bits = 0;
   let o = 0;
-  for (let i = 0; i < body.length; i++) {
-    const c = body.charCodeAt(i);
-    const v = c < 128 ? (rev[c] ?? -1) : -1;
-    if (v < 0) fail(`invalid character at offset ${i}`);
+  for (let i = start; i < end; i++) {
+    const c = b[i] as number;
+    const v = c < 128 ? (rev[c] as number) : -1;
+    if (v < 0) throw new ProtocolError(code, `${what}: invalid character at offset ${i - start}`);
     acc = (acc << 6) | v;
     bits += 6;
     if (bits >= 8) {
@@ -102,7 +114,7 @@ function decode64(s: string, rev: Int16Array, pad: boolean, code: ProtocolErrorC
       acc &= (1 << bits) - 1;
     }
   }
-  if (acc !== 0) fail('non-zero trailing bits (non-canonical base64)');
+  if (acc !== 0) throw new ProtocolError(code, `${what}: non-zero trailing bits (non-canonical base64)`);
   return out;
 }
 
@@ -112,6 +124,9 @@ export const fromBase64 = (s: string, code: ProtocolErrorCode, what = 'base64'):
   decode64(s, REV64, true, code, what);
 export const fromBase64Url = (s: string, code: ProtocolErrorCode, what = 'base64url'): Uint8Array =>
   decode64(s, REV64URL, false, code, what);
+/** fromBase64Url of the ASCII bytes b[start..end) without building a string (the serial line decoder's path). */
+export const fromBase64UrlBytes = (b: Uint8Array, start: number, end: number, code: ProtocolErrorCode, what = 'base64url'): Uint8Array =>
+  decode64Bytes(b, start, end, REV64URL, code, what);
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);

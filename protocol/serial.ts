@@ -7,7 +7,7 @@
  * `LineDecoder` is the pure streaming stage with a bounded carry buffer (the gateway wraps it in a
  * Transform); `parseLine` decodes one line and `encodeLine` is its inverse.
  */
-import { crc32, fromBase64Url, toBase64Url } from './bytes.js';
+import { crc32, fromBase64UrlBytes, toBase64Url } from './bytes.js';
 import { ProtocolError, type ProtocolErrorCode } from './errors.js';
 import { decodeMessage, encodeMessage, type DecodeEvent, type Message } from './messages.js';
 
@@ -42,12 +42,6 @@ function parseCrcHex(b: Uint8Array, at: number): number {
     v = v * 16 + d;
   }
   return v;
-}
-
-function ascii(b: Uint8Array, start: number, end: number): string {
-  let s = '';
-  for (let i = start; i < end; i += 1024) s += String.fromCharCode(...b.subarray(i, Math.min(end, i + 1024)));
-  return s;
 }
 
 /** A printable preview of at most 64 bytes: printable ASCII as is, anything else as \xNN. */
@@ -101,7 +95,7 @@ export function parseLine(line: Uint8Array): Message {
   if (declared !== actual) {
     throw new ProtocolError('LINE_CRC', `serial: CRC mismatch (line says ${crcHex(declared)}, computed ${crcHex(actual)})`);
   }
-  const body = fromBase64Url(ascii(line, 4, sp), 'LINE_ENCODING', 'serial: body');
+  const body = fromBase64UrlBytes(line, 4, sp, 'LINE_ENCODING', 'serial: body');
   return decodeMessage(String.fromCharCode(t), body);
 }
 
