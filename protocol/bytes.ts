@@ -45,24 +45,46 @@ export function fromHex(s: string, code: ProtocolErrorCode = 'LINE_ENCODING', wh
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+const codes = (alphabet: string): Uint8Array => Uint8Array.from(alphabet, (c) => c.charCodeAt(0));
+const B64_CODES = codes(B64);
+const B64URL_CODES = codes(B64URL);
 
-function encode64(b: Uint8Array, alphabet: string, pad: boolean): string {
-  let out = '';
+/** Length of the base64 text of `n` bytes, padded or not. */
+export function base64Length(n: number, pad: boolean): number {
+  return pad ? Math.ceil(n / 3) * 4 : Math.floor(n / 3) * 4 + (n % 3 === 0 ? 0 : (n % 3) + 1);
+}
+
+/** Writes the base64 text of `b` as ASCII bytes at `at` in `out` (base64Length bytes); returns the end offset. */
+function encode64Into(b: Uint8Array, alphabet: Uint8Array, pad: boolean, out: Uint8Array, at: number): number {
   let i = 0;
   for (; i + 2 < b.length; i += 3) {
-    const n = ((b[i] ?? 0) << 16) | ((b[i + 1] ?? 0) << 8) | (b[i + 2] ?? 0);
-    out += alphabet.charAt(n >>> 18) + alphabet.charAt((n >>> 12) & 63) + alphabet.charAt((n >>> 6) & 63) + alphabet.charAt(n & 63);
+    const n = ((b[i] as number) << 16) | ((b[i + 1] as number) << 8) | (b[i + 2] as number);
+    out[at++] = alphabet[n >>> 18] as number;
+    out[at++] = alphabet[(n >>> 12) & 63] as number;
+    out[at++] = alphabet[(n >>> 6) & 63] as number;
+    out[at++] = alphabet[n & 63] as number;
   }
   const rest = b.length - i;
-  if (rest === 1) {
-    const n = (b[i] ?? 0) << 16;
-    out += alphabet.charAt(n >>> 18) + alphabet.charAt((n >>> 12) & 63) + (pad ? '==' : '');
-  } else if (rest === 2) {
-    const n = ((b[i] ?? 0) << 16) | ((b[i + 1] ?? 0) << 8);
-    out += alphabet.charAt(n >>> 18) + alphabet.charAt((n >>> 12) & 63) + alphabet.charAt((n >>> 6) & 63) + (pad ? '=' : '');
+  if (rest > 0) {
+    const n = ((b[i] as number) << 16) | (rest === 2 ? (b[i + 1] as number) << 8 : 0);
+    out[at++] = alphabet[n >>> 18] as number;
+    out[at++] = alphabet[(n >>> 12) & 63] as number;
+    if (rest === 2) out[at++] = alphabet[(n >>> 6) & 63] as number;
+    if (pad) for (let k = rest; k < 3; k++) out[at++] = 0x3d; // '='
   }
+  return at;
+}
+
+function encode64(b: Uint8Array, alphabet: Uint8Array, pad: boolean): string {
+  const text = new Uint8Array(base64Length(b.length, pad));
+  encode64Into(b, alphabet, pad, text, 0);
+  let out = '';
+  for (let i = 0; i < text.length; i += 8192) out += String.fromCharCode.apply(null, text.subarray(i, i + 8192) as unknown as number[]);
   return out;
 }
+
+/** Writes the unpadded base64url text of `b` at `at` in `out`; returns the end offset (the serial line encoder's path). */
+export const toBase64UrlInto = (b: Uint8Array, out: Uint8Array, at: number): number => encode64Into(b, B64URL_CODES, false, out, at);
 
 const REV64 = new Int16Array(128).fill(-1);
 const REV64URL = new Int16Array(128).fill(-1);
@@ -118,8 +140,8 @@ function decode64Bytes(b: Uint8Array, start: number, end: number, rev: Int16Arra
   return out;
 }
 
-export const toBase64 = (b: Uint8Array): string => encode64(b, B64, true);
-export const toBase64Url = (b: Uint8Array): string => encode64(b, B64URL, false);
+export const toBase64 = (b: Uint8Array): string => encode64(b, B64_CODES, true);
+export const toBase64Url = (b: Uint8Array): string => encode64(b, B64URL_CODES, false);
 export const fromBase64 = (s: string, code: ProtocolErrorCode, what = 'base64'): Uint8Array =>
   decode64(s, REV64, true, code, what);
 export const fromBase64Url = (s: string, code: ProtocolErrorCode, what = 'base64url'): Uint8Array =>

@@ -7,8 +7,8 @@
  * `LineDecoder` is the pure streaming stage with a bounded carry buffer (the gateway wraps it in a
  * Transform); `parseLine` decodes one line and `encodeLine` is its inverse.
  */
-import { crc32, fromBase64UrlBytes, toBase64Url } from './bytes.js';
-import { ProtocolError, type ProtocolErrorCode } from './errors.js';
+import { base64Length, crc32, fromBase64UrlBytes, toBase64UrlInto } from './bytes.js';
+import { invariant, ProtocolError, type ProtocolErrorCode } from './errors.js';
 import { decodeMessage, encodeMessage, type DecodeEvent, type Message } from './messages.js';
 
 /** Maximum line length in bytes, counting the LF and a tolerated CR. */
@@ -59,12 +59,18 @@ export function previewText(b: Uint8Array): string {
  */
 export function encodeLine(msg: Message): Uint8Array {
   const { type, body } = encodeMessage(msg);
-  const head = `pc${type} ${toBase64Url(body)} `;
-  const out = new Uint8Array(head.length + 9);
-  for (let i = 0; i < head.length; i++) out[i] = head.charCodeAt(i);
-  const crc = crcHex(crc32(out, 0, head.length));
-  for (let i = 0; i < 8; i++) out[head.length + i] = crc.charCodeAt(i);
-  out[head.length + 8] = LF;
+  // "pc" TYPE " " base64url " " crc LF, written in place.
+  const crcAt = 4 + base64Length(body.length, false) + 1;
+  const out = new Uint8Array(crcAt + 9);
+  out[0] = P;
+  out[1] = C;
+  out[2] = type.charCodeAt(0);
+  out[3] = SP;
+  out[crcAt - 1] = SP;
+  invariant(toBase64UrlInto(body, out, 4) === crcAt - 1, 'serial: line size prediction');
+  const crc = crcHex(crc32(out, 0, crcAt));
+  for (let i = 0; i < 8; i++) out[crcAt + i] = crc.charCodeAt(i);
+  out[crcAt + 8] = LF;
   return out;
 }
 
