@@ -36,6 +36,17 @@ const code = (fn: () => unknown): string | undefined => {
 };
 
 describe('frameDisplay', () => {
+  it('shows each wire integer in display units exactly as rounding its decimal would (no float noise)', () => {
+    const asDecimal = (n: number, d: number): number => Number((n / 10 ** d).toFixed(d));
+    fc.assert(
+      fc.property(fc.integer({ min: -2_000_000, max: 2_000_000 }), fc.integer({ min: -550, max: 1500 }), fc.integer({ min: 0, max: 1000 }), (mv, t, pm) => {
+        const d = frameDisplay({ ...example, voltage: Math.abs(mv), current: mv, tempMin: t, tempMax: t, soc: pm, soh: pm, cells: [Math.abs(mv) % 6001] });
+        expect([d.voltageV, d.currentA, d.tempMinC, d.socPct, d.cellMinV]).toEqual([asDecimal(Math.abs(mv), 3), asDecimal(mv, 3), asDecimal(t, 1), asDecimal(pm, 1), asDecimal(Math.abs(mv) % 6001, 3)]);
+      }),
+      { numRuns: 20_000, seed: 3 },
+    );
+  });
+
   it('converts the §2.1.6 worked example to the §2.1.1 display scale', () => {
     expect(frameDisplay(example)).toEqual({
       counter: 4711,

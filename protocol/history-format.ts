@@ -41,7 +41,13 @@ export const FRAME_DISPLAY_FIELDS: readonly (keyof FrameDisplay)[] = Object.free
 ]);
 
 /** Rounds to `digits` decimals the way the display scale is specified (0.1 % → 1 digit, mV → 3). */
-const round = (x: number, digits: number): number => Number(x.toFixed(digits));
+/**
+ * An integer wire value in display units: `n / 10^digits`. No rounding step is needed: n and 10^digits
+ * are exact doubles, so the quotient is the double nearest to the decimal n·10^-digits — what
+ * Number(x.toFixed(digits)) would give back — without a string per field (history pages run this
+ * for 100 k rows).
+ */
+const scaled = (n: number, digits: 1 | 3): number => n / (digits === 1 ? 10 : 1000);
 
 /**
  * ms since the Unix epoch as ISO 8601 UTC with milliseconds (`Date.prototype.toISOString`). A frame
@@ -57,6 +63,7 @@ const ALARM_ENTRIES = Object.entries(ALARM_BITS).sort((a, b) => a[1] - b[1]);
 
 /** Names of the bits set in an alarm mask (§2.1.2), lowest bit first; reserved bits have no name. */
 export function alarmNames(mask: number): string[] {
+  if (mask === 0) return [];
   return ALARM_ENTRIES.filter(([, bit]) => (mask & bit) !== 0).map(([name]) => name);
 }
 
@@ -71,15 +78,15 @@ export function frameDisplay(f: SohFrame): FrameDisplay {
   return {
     counter: f.counter,
     deviceTime: isoTime(f.time),
-    socPct: round(f.soc / 10, 1),
-    sohPct: round(f.soh / 10, 1),
-    voltageV: round(f.voltage / 1000, 3),
-    currentA: round(f.current / 1000, 3),
-    cellMinV: round(lo / 1000, 3),
-    cellMaxV: round(hi / 1000, 3),
+    socPct: scaled(f.soc, 1),
+    sohPct: scaled(f.soh, 1),
+    voltageV: scaled(f.voltage, 3),
+    currentA: scaled(f.current, 3),
+    cellMinV: scaled(lo, 3),
+    cellMaxV: scaled(hi, 3),
     cellSpreadMv: hi - lo,
-    tempMinC: round(f.tempMin / 10, 1),
-    tempMaxC: round(f.tempMax / 10, 1),
+    tempMinC: scaled(f.tempMin, 1),
+    tempMaxC: scaled(f.tempMax, 1),
     cycles: f.cycles,
     alarms: f.alarms,
     alarmNames: alarmNames(f.alarms),
