@@ -18,7 +18,7 @@ export interface ToStore {
   readonly serial: string;
   readonly counter: number;
   /** The frame's identity: its signed payload (the dedupe key, dedupe.ts frameIdentity). */
-  readonly hash: FrameIdentity;
+  readonly identity: FrameIdentity;
   readonly leaf: LogLeaf;
   /** The leaf's encoding and leaf hash from the verification step. */
   readonly encoded?: EncodedLeaf;

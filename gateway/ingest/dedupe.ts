@@ -86,7 +86,7 @@ export interface DedupeOptions {
 
 /** A counter reserved by classify and not yet committed; copies arriving meanwhile wait on it. */
 interface Pending {
-  readonly hash: FrameIdentity;
+  readonly identity: FrameIdentity;
   waiters: ((durable: boolean) => void)[] | undefined;
 }
 
@@ -108,9 +108,9 @@ class RecentWindow {
   get(counter: number): FrameIdentity | undefined {
     return this.map.get(counter);
   }
-  put(counter: number, hash: FrameIdentity): void {
+  put(counter: number, identity: FrameIdentity): void {
     this.map.delete(counter);
-    this.map.set(counter, hash);
+    this.map.set(counter, identity);
     if (this.map.size > this.size) {
       const oldest = this.map.keys().next();
       if (oldest.done !== true) this.map.delete(oldest.value);
@@ -230,14 +230,14 @@ export class DedupeTable {
    * the log must be asked (or an earlier frame of the pack is still waiting for it). The promise
    * rejects only if the lookup rejects (the caller treats that as a store fault).
    */
-  classify(serial: string, counter: number, hash: FrameIdentity): Classification | Promise<Classification> {
+  classify(serial: string, counter: number, identity: FrameIdentity): Classification | Promise<Classification> {
     const p = this.pack(serial);
     if (p.waiting === 0) {
-      const known = this.known(p, counter, hash);
-      if (known !== undefined) return this.reserve(p, counter, hash, known);
+      const known = this.known(p, counter, identity);
+      if (known !== undefined) return this.reserve(p, counter, identity, known);
     }
     p.waiting++;
-    const run = p.tail.then(() => this.classifyLater(p, serial, counter, hash));
+    const run = p.tail.then(() => this.classifyLater(p, serial, counter, identity));
     p.tail = run.then(
       () => {
         p.waiting--;
@@ -249,21 +249,21 @@ export class DedupeTable {
     return run;
   }
 
-  private async classifyLater(p: PackState, serial: string, counter: number, hash: FrameIdentity): Promise<Classification> {
-    const known = this.known(p, counter, hash);
-    if (known !== undefined) return this.reserve(p, counter, hash, known);
+  private async classifyLater(p: PackState, serial: string, counter: number, identity: FrameIdentity): Promise<Classification> {
+    const known = this.known(p, counter, identity);
+    if (known !== undefined) return this.reserve(p, counter, identity, known);
     const found = await this.lookup(serial, counter);
-    if (found === undefined) return this.reserve(p, counter, hash, LATE);
+    if (found === undefined) return this.reserve(p, counter, identity, LATE);
     p.window.put(counter, found);
-    return this.compare(p, found, hash, undefined);
+    return this.compare(p, found, identity, undefined);
   }
 
   /** The classification from memory alone, or undefined when only the log can tell. */
-  private known(p: PackState, counter: number, hash: FrameIdentity): Classification | undefined {
+  private known(p: PackState, counter: number, identity: FrameIdentity): Classification | undefined {
     const pending = p.pending.get(counter);
-    if (pending !== undefined) return this.compare(p, pending.hash, hash, pending);
+    if (pending !== undefined) return this.compare(p, pending.identity, identity, pending);
     const recent = p.window.get(counter);
-    if (recent !== undefined) return this.compare(p, recent, hash, undefined);
+    if (recent !== undefined) return this.compare(p, recent, identity, undefined);
     if (p.highest < 0) return NEW;
     if (counter > p.highest) return counter > p.highest + 1 ? { kind: 'new', gap: [p.highest + 1, counter - 1] } : NEW;
     if (p.gaps.has(counter)) return GAP_FILL;
@@ -272,8 +272,8 @@ export class DedupeTable {
   }
 
   /** Same bytes: a duplicate, durable now or when `pending` commits; other bytes: a replay. */
-  private compare(p: PackState, stored: FrameIdentity, hash: FrameIdentity, pending: Pending | undefined): Classification {
-    if (stored !== hash) {
+  private compare(p: PackState, stored: FrameIdentity, identity: FrameIdentity, pending: Pending | undefined): Classification {
+    if (stored !== identity) {
       p.counts.replays++;
       return REPLAY;
     }
@@ -282,17 +282,17 @@ export class DedupeTable {
     return { kind: 'duplicate', durable: new Promise<boolean>((resolve) => (pending.waiters ??= []).push(resolve)) };
   }
 
-  private reserve(p: PackState, counter: number, hash: FrameIdentity, c: Classification): Classification {
-    if (c.kind === 'new' || c.kind === 'gap-fill' || c.kind === 'late') p.pending.set(counter, { hash, waiters: undefined });
+  private reserve(p: PackState, counter: number, identity: FrameIdentity, c: Classification): Classification {
+    if (c.kind === 'new' || c.kind === 'gap-fill' || c.kind === 'late') p.pending.set(counter, { identity, waiters: undefined });
     return c;
   }
 
   /**
    * Records a frame as durable in the log. The pipeline calls it after the append resolved, in log
    * order; recovery calls it for every entry after the snapshot. Idempotent for a counter already
-   * committed with the same hash.
+   * committed with the same identity.
    */
-  commit(serial: string, counter: number, hash: FrameIdentity): void {
+  commit(serial: string, counter: number, identity: FrameIdentity): void {
     const p = this.pack(serial);
     const pending = p.pending.get(counter);
     p.pending.delete(counter);
@@ -319,7 +319,7 @@ export class DedupeTable {
     }
     p.counts.frames++;
     p.counts.gapsForgotten = p.gaps.forgotten;
-    p.window.put(counter, hash);
+    p.window.put(counter, identity);
     settle(pending, true);
   }
 

@@ -254,7 +254,7 @@ export class IngestPipeline {
     );
   }
 
-  private classified(ch: DeviceChannel, serial: string, counter: number, hash: FrameIdentity, leaf: LogLeaf, encoded: EncodedLeaf | undefined, c: Classification): void {
+  private classified(ch: DeviceChannel, serial: string, counter: number, identity: FrameIdentity, leaf: LogLeaf, encoded: EncodedLeaf | undefined, c: Classification): void {
     switch (c.kind) {
       case 'duplicate':
         this.counts.duplicates++;
@@ -277,7 +277,7 @@ export class IngestPipeline {
           channel: ch.id,
           serial,
           counter,
-          detail: `gateway: counter ${counter} of ${serial} is already stored with another signed payload (this copy's payload SHA-256 ${toHex(sha256(Buffer.from(hash, 'latin1'))).slice(0, 16)}…): rollback or cloned key`,
+          detail: `gateway: counter ${counter} of ${serial} is already stored with another signed payload (this copy's payload SHA-256 ${toHex(sha256(Buffer.from(identity, 'latin1'))).slice(0, 16)}…): rollback or cloned key`,
           raw: leaf.frame,
         });
         return;
@@ -287,14 +287,14 @@ export class IngestPipeline {
           this.release(ch);
           return;
         }
-        this.committer.push(encoded === undefined ? { ch, serial, counter, hash, leaf } : { ch, serial, counter, hash, leaf, encoded });
+        this.committer.push(encoded === undefined ? { ch, serial, counter, identity, leaf } : { ch, serial, counter, identity, leaf, encoded });
     }
   }
 
   private committed(batch: readonly ToStore[], first: number): void {
     const now = this.now();
     for (const p of batch) {
-      this.dedupe.commit(p.serial, p.counter, p.hash);
+      this.dedupe.commit(p.serial, p.counter, p.identity);
       this.stats.stored(p.serial, p.counter, now);
       this.counts.stored++;
       this.release(p.ch);

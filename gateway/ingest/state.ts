@@ -118,12 +118,12 @@ export async function writeState(dir: string, table: DedupeTable, size: number, 
 }
 
 /** The serial, counter and frame identity (its signed payload, dedupe.ts) a stored leaf commits to, or undefined if it does not decode. */
-export function leafKey(leafData: Uint8Array): { serial: string; counter: number; hash: FrameIdentity } | undefined {
+export function leafKey(leafData: Uint8Array): { serial: string; counter: number; identity: FrameIdentity } | undefined {
   try {
     const leaf = decodeLeaf(leafData);
     const { payload } = parseSign1(leaf.frame);
     const frame = decodeFrame(payload);
-    return { serial: frame.serial, counter: frame.counter, hash: identityOf(payload) };
+    return { serial: frame.serial, counter: frame.counter, identity: identityOf(payload) };
   } catch {
     return undefined;
   }
@@ -156,7 +156,7 @@ export async function recover(
       replayed++;
       const k = leafKey(data);
       if (k === undefined) undecodable++;
-      else table.commit(k.serial, k.counter, k.hash);
+      else table.commit(k.serial, k.counter, k.identity);
     }
   }
   return { snapshotSize: from, replayed, undecodable, ignored: ignored === 'no snapshot' && logSize === 0 ? undefined : ignored };
