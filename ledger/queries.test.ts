@@ -5,8 +5,10 @@
  * frames, tokens, and a restart (close, open) that keeps everything.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { parseVerifierKey, TrustStore, verifyProofBundle, type TrustBundle } from '../protocol/index.js';
 import { Ledger } from './ledger.js';
+import { parseIntegers } from './queries.js';
 import { BACKENDS, codeOf, send, T0, TestFactory, TestGateway, testWitness, type TestPack, type TestStorage } from './ledger-testkit.js';
 import type { LedgerOptions } from './types.js';
 
@@ -143,3 +145,17 @@ describe.each(BACKENDS)('Ledger queries ($name)', ({ make }) => {
 function never(): never {
   throw new Error('unreachable');
 }
+
+describe('parseIntegers (history rows)', () => {
+  it('reads what Number() reads from each comma-separated field of 16 integers', () => {
+    const field = fc.oneof(fc.integer({ min: -(2 ** 53) + 1, max: 2 ** 53 - 1 }).map(String), fc.constantFrom('', '-', '1x', '007', '-0', '12345678901234567'));
+    fc.assert(
+      fc.property(fc.array(field, { minLength: 16, maxLength: 16 }), (fields) => {
+        const out = new Float64Array(16);
+        parseIntegers(fields.join(','), out, 0, 16);
+        expect([...out]).toEqual(fields.map(Number));
+      }),
+      { numRuns: 5000, seed: 5 },
+    );
+  });
+});

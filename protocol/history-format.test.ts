@@ -77,6 +77,21 @@ describe('frameDisplay', () => {
 });
 
 describe('isoTime / alarmNames', () => {
+  it('isoTime gives exactly what Date.toISOString gives, in any order of calls (the per-day shortcut included)', () => {
+    const expected = (ms: number): string => {
+      const d = new Date(ms);
+      return Number.isNaN(d.getTime()) ? `out-of-range:${ms}` : d.toISOString();
+    };
+    const near = fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_000 + 3 * 86_400_000 });
+    const any = fc.oneof(near, fc.integer({ min: -8.64e15 - 10, max: 8.64e15 + 10 }), fc.constantFrom(0, -1, 86_399_999, 86_400_000, -86_400_000, 253_402_300_799_999, 253_402_300_800_000), fc.double());
+    fc.assert(
+      fc.property(fc.array(any, { minLength: 1, maxLength: 20 }), (times) => {
+        for (const ms of times) expect(isoTime(ms)).toBe(expected(ms));
+      }),
+      { numRuns: 3000, seed: 4 },
+    );
+  });
+
   it('formats ms since the epoch as ISO 8601 UTC with milliseconds', () => {
     expect(isoTime(0)).toBe('1970-01-01T00:00:00.000Z');
     expect(isoTime(1767225600123)).toBe('2026-01-01T00:00:00.123Z');

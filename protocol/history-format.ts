@@ -55,8 +55,31 @@ const scaled = (n: number, digits: 1 | 3): number => n / (digits === 1 ? 10 : 10
  * such a time is shown as `out-of-range:<ms>` rather than failing the whole history over one frame.
  */
 export function isoTime(ms: number): string {
+  // History pages format two times per row for 100 k rows: within the day of the previous call
+  // only the clock part is built (same text as toISOString; history-format.test.ts compares them).
+  if (Number.isSafeInteger(ms)) {
+    const day = Math.floor(ms / DAY_MS);
+    if (day === lastDay.day) return lastDay.prefix + clockOf(ms - day * DAY_MS);
+  }
   const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? `out-of-range:${ms}` : d.toISOString();
+  if (Number.isNaN(d.getTime())) return `out-of-range:${ms}`;
+  const iso = d.toISOString();
+  // Remember the day of a four-digit year ("YYYY-MM-DDT…", 24 characters) for the next call.
+  if (Number.isSafeInteger(ms) && iso.length === 24) lastDay = { day: Math.floor(ms / DAY_MS), prefix: iso.slice(0, 11) };
+  return iso;
+}
+
+const DAY_MS = 86_400_000;
+let lastDay = { day: Number.NaN, prefix: '' };
+const TWO = Array.from({ length: 60 }, (_, i) => String(i).padStart(2, '0'));
+const THREE = Array.from({ length: 1000 }, (_, i) => String(i).padStart(3, '0'));
+
+/** "hh:mm:ss.mmmZ" of a time of day in ms (0 ≤ t < 86,400,000, an integer). */
+function clockOf(t: number): string {
+  const h = Math.floor(t / 3_600_000);
+  const m = Math.floor(t / 60_000) % 60;
+  const sec = Math.floor(t / 1000) % 60;
+  return `${TWO[h] ?? ''}:${TWO[m] ?? ''}:${TWO[sec] ?? ''}.${THREE[t % 1000] ?? ''}Z`;
 }
 
 const ALARM_ENTRIES = Object.entries(ALARM_BITS).sort((a, b) => a[1] - b[1]);
