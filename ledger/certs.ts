@@ -12,20 +12,21 @@
  * which names the failing check. The cache is dropped when the trust store is replaced.
  */
 import {
+  deviceKeyWire,
   isProtocolError,
   MAX_CHAIN_CERTS,
   parseCertificate,
   toHex,
   type CertificateInfo,
+  type DeviceKeyWire,
   type TrustStore,
   type VerifiedDevice,
 } from '../protocol/index.js';
 import type { Queryable } from './db/driver.js';
-import type { WireKey } from './verify-frame.js';
 
 /** A device certificate the ledger could verify (at some time) or the reason it cannot. */
 export type DeviceResolution =
-  | { readonly ok: true; readonly chain: readonly Uint8Array[]; readonly device: VerifiedDevice; readonly wire: WireKey }
+  | { readonly ok: true; readonly chain: readonly Uint8Array[]; readonly device: VerifiedDevice; readonly wire: DeviceKeyWire }
   | { readonly ok: false; readonly code: string; readonly message: string; readonly chain: readonly Uint8Array[] | undefined; readonly claimedSerial: string | null };
 
 /** Codes of verifyChain that depend on the time of verification (anything else holds at every time). */
@@ -141,8 +142,7 @@ export class DeviceResolver {
   private verify(chain: readonly Uint8Array[], at: number): DeviceResolution {
     try {
       const device = this.trust.verifyChain(chain, new Date(at));
-      const wire: WireKey = { certSha256: device.certSha256, packSerial: device.packSerial, alg: device.alg, raw: device.publicKey.raw, kid: device.kid };
-      return { ok: true, chain, device, wire };
+      return { ok: true, chain, device, wire: deviceKeyWire(device) };
     } catch (e) {
       if (!isProtocolError(e)) throw e;
       const first = chain[0];

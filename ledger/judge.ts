@@ -14,10 +14,10 @@
  * for the chunks covering leaves [0, end) — so on PostgreSQL the upload's transaction appends the
  * tree, judges the checkpoint and inserts the first leaves while the workers still verify the rest.
  */
-import { decodeLeaf, isProtocolError, leafHash, toHex, type LogLeaf } from '../protocol/index.js';
+import { decodeLeaf, isProtocolError, leafHash, toHex, type DeviceKeyWire, type LogLeaf } from '../protocol/index.js';
 import { storeCerts, type DeviceResolver } from './certs.js';
 import type { Queryable } from './db/driver.js';
-import { FIELD_COUNT, type BatchReply, type WireKey } from './verify-frame.js';
+import { FIELD_COUNT, type BatchReply } from './verify-frame.js';
 import type { VerifyPool } from './verify-pool.js';
 
 /** The judged leaf: what the leaves table stores, and the frame columns when it verified. */
@@ -107,7 +107,7 @@ export async function judgeLeaves(
   if (firstSeen.size === 0) return judged;
   const uploaded = certs.length > 0 ? await storeCerts(q, certs) : new Map();
   const resolved = await devices.resolve(q, firstSeen.keys(), firstSeen, uploaded);
-  const keys: WireKey[] = [];
+  const keys: DeviceKeyWire[] = [];
   const keyIndex = new Map<string, number>();
   const frames: Uint8Array[] = [];
   const keyOf: number[] = [];

@@ -13,30 +13,13 @@
  */
 import {
   decodeFrame,
-  importPublicKey,
   isProtocolError,
   sha256,
-  toHex,
   verifySign1,
-  type PublicKey,
-  type SignatureAlg,
+  type DeviceKey,
+  type DeviceKeyCache,
+  type DeviceKeyWire,
 } from '../protocol/index.js';
-
-/** What verification needs of a device: from its verified certificate chain. */
-export interface FrameKey {
-  readonly publicKey: PublicKey;
-  readonly kid: Uint8Array;
-  readonly packSerial: string;
-}
-
-/** A device key as plain data, for posting to a worker. */
-export interface WireKey {
-  readonly certSha256: Uint8Array;
-  readonly packSerial: string;
-  readonly alg: SignatureAlg;
-  readonly raw: Uint8Array;
-  readonly kid: Uint8Array;
-}
 
 /** The stored columns per verified frame, in this order. */
 export const FIELDS = ['counter', 'time', 'soc', 'soh', 'voltage', 'current', 'cellMin', 'cellMax', 'tempMin', 'tempMax', 'cycles', 'alarms'] as const;
@@ -45,7 +28,7 @@ export const FIELD_COUNT = FIELDS.length;
 /** One batch: frames concatenated in `data` (frame i is data[ends[i-1]..ends[i])), each with an index into `keys`. */
 export interface BatchRequest {
   readonly id: number;
-  readonly keys: readonly WireKey[];
+  readonly keys: readonly DeviceKeyWire[];
   readonly data: Uint8Array;
   readonly ends: Uint32Array;
   readonly keyOf: Uint32Array;
@@ -63,39 +46,14 @@ export interface BatchReply {
   readonly errors: readonly (readonly [number, string, string])[];
 }
 
-/** Imported device keys by certificate SHA-256, least recently used evicted beyond `size`. */
-export class KeyCache {
-  private readonly map = new Map<string, FrameKey>();
-
-  constructor(private readonly size = 4096) {}
-
-  /** The cached key for `w`, importing it on first use. Throws ProtocolError COSE_KEY for a bad key. */
-  get(w: WireKey): FrameKey {
-    const id = toHex(w.certSha256);
-    const hit = this.map.get(id);
-    if (hit !== undefined) {
-      this.map.delete(id);
-      this.map.set(id, hit);
-      return hit;
-    }
-    const key: FrameKey = { publicKey: importPublicKey(w.alg, w.raw), kid: w.kid, packSerial: w.packSerial };
-    this.map.set(id, key);
-    if (this.map.size > this.size) {
-      const oldest = this.map.keys().next();
-      if (oldest.done !== true) this.map.delete(oldest.value);
-    }
-    return key;
-  }
-}
-
 /** Verifies a whole batch. Never throws for bad input; a non-protocol exception is reported as VERIFY_INTERNAL. */
-export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
+export function verifyBatch(req: BatchRequest, cache: DeviceKeyCache): BatchReply {
   const n = req.ends.length;
   const ok = new Uint8Array(n);
   const values = new Float64Array(n * FIELD_COUNT);
   const hashes = new Uint8Array(n * 32);
   const errors: [number, string, string][] = [];
-  const keys: (FrameKey | readonly [string, string])[] = req.keys.map((w) => {
+  const keys: (DeviceKey | readonly [string, string])[] = req.keys.map((w) => {
     try {
       return cache.get(w);
     } catch (e) {

@@ -15,11 +15,12 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { LedgerError } from './errors.js';
-import { FIELD_COUNT, KeyCache, verifyBatch, type BatchReply, type BatchRequest, type WireKey } from './verify-frame.js';
+import { DeviceKeyCache, type DeviceKeyWire } from '../protocol/index.js';
+import { FIELD_COUNT, verifyBatch, type BatchReply, type BatchRequest } from './verify-frame.js';
 
 /** One frame to verify: its COSE bytes and the index of its device key in the request's key list. */
 export interface VerifyRequest {
-  readonly keys: readonly WireKey[];
+  readonly keys: readonly DeviceKeyWire[];
   readonly frames: readonly Uint8Array[];
   readonly keyOf: readonly number[];
 }
@@ -41,7 +42,7 @@ function workerEntry(): { js: URL } | { ts: URL; tsxApi: string } {
 
 export class VerifyPool {
   private readonly slots: Slot[] = [];
-  private readonly inlineCache = new KeyCache(4096);
+  private readonly inlineCache = new DeviceKeyCache(4096);
   private nextId = 1;
   private closed = false;
 
@@ -148,7 +149,7 @@ export class VerifyPool {
     const data = new Uint8Array(bytes);
     const ends = new Uint32Array(hi - lo);
     const keyOf = new Uint32Array(hi - lo);
-    const keys: WireKey[] = [];
+    const keys: DeviceKeyWire[] = [];
     const remap = new Map<number, number>();
     let at = 0;
     for (let i = lo; i < hi; i++) {

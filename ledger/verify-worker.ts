@@ -6,11 +6,12 @@
  * pool fails (the upload is refused and the gateway sends it again).
  */
 import { parentPort } from 'node:worker_threads';
-import { KeyCache, verifyBatch, type BatchRequest } from './verify-frame.js';
+import { DeviceKeyCache } from '../protocol/index.js';
+import { verifyBatch, type BatchRequest } from './verify-frame.js';
 
 const port = parentPort;
 if (port === null) throw new Error('ledger: verify-worker.ts must run as a worker thread');
-const cache = new KeyCache(4096);
+const cache = new DeviceKeyCache(4096);
 
 port.on('message', (req: BatchRequest) => {
   const reply = verifyBatch(req, cache);

@@ -1,6 +1,6 @@
 import { webcrypto } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { TrustStore, type TrustBundle } from './identity.js';
+import { DeviceKeyCache, deviceKeyWire, TrustStore, type TrustBundle } from './identity.js';
 import {
   NOT_AFTER,
   NOT_BEFORE,
@@ -43,6 +43,29 @@ beforeAll(async () => {
   B = await hierarchy('ES256');
   const root = await makeRoot('Ed25519', 'Foreign Root');
   foreign = { root, line: await makeIntermediate(root, 'Ed25519', 'Foreign Line') };
+});
+
+describe('DeviceKeyCache', () => {
+  it('imports a device key once per certificate and evicts the least recently used beyond its size', async () => {
+    const a = deviceKeyWire((await TrustStore.create(A.bundle)).verifyChain([A.device.cert, A.line.cert], NOW));
+    const b = deviceKeyWire((await TrustStore.create(B.bundle)).verifyChain([B.device.cert, B.line.cert], NOW));
+    const cache = new DeviceKeyCache(1);
+    const key = cache.get(a);
+    expect(key).toMatchObject({ packSerial: a.packSerial, kid: a.kid, publicKey: { alg: 'Ed25519' } });
+    expect(cache.get(a)).toBe(key);
+    expect(cache.imports).toBe(1);
+    expect(cache.get(b).publicKey.alg).toBe('ES256');
+    expect(cache.get(a)).not.toBe(key); // evicted by b, imported again
+    expect(cache.imports).toBe(3);
+  });
+
+  it('when the raw key is not a key of its algorithm › throws COSE_KEY and caches nothing', async () => {
+    const a = deviceKeyWire((await TrustStore.create(A.bundle)).verifyChain([A.device.cert, A.line.cert], NOW));
+    const cache = new DeviceKeyCache();
+    expect(codeOf(() => cache.get({ ...a, raw: new Uint8Array(5) }))).toBe('COSE_KEY');
+    expect(cache.get(a).publicKey.alg).toBe('Ed25519');
+    expect(cache.imports).toBe(1);
+  });
 });
 
 describe('TrustStore.create', () => {

@@ -10,7 +10,7 @@
  */
 import { invariant, ProtocolError } from './errors.js';
 import { bytesEqual, toHex } from './bytes.js';
-import { sha256, type PublicKey, type SignatureAlg } from './crypto.js';
+import { importPublicKey, sha256, type PublicKey, type SignatureAlg } from './crypto.js';
 import {
   KU_CRL_SIGN,
   KU_KEY_CERT_SIGN,
@@ -62,6 +62,61 @@ export interface VerifiedDevice {
   readonly notAfter: Date;
   /** The issuers from the device's issuer up to and including the trusted root. */
   readonly issuerChain: readonly IssuerInfo[];
+}
+
+/**
+ * What verifying a device's frames needs of its verified chain (a VerifiedDevice is one): the key,
+ * the COSE kid a frame must carry, and the pack serial a frame must name.
+ */
+export interface DeviceKey {
+  readonly publicKey: PublicKey;
+  readonly kid: Uint8Array;
+  readonly packSerial: string;
+}
+
+/** A device key as plain data (structured-clone safe): what a verification worker thread is sent. */
+export interface DeviceKeyWire {
+  readonly certSha256: Uint8Array;
+  readonly packSerial: string;
+  readonly alg: SignatureAlg;
+  readonly raw: Uint8Array;
+  readonly kid: Uint8Array;
+}
+
+/** `device`'s key as plain data for a worker. */
+export function deviceKeyWire(device: VerifiedDevice): DeviceKeyWire {
+  return { certSha256: device.certSha256, packSerial: device.packSerial, alg: device.alg, raw: device.publicKey.raw, kid: device.kid };
+}
+
+/**
+ * Device keys imported from their wire form (node:crypto KeyObjects), by certificate SHA-256, the
+ * least recently used evicted beyond `size`: a verification worker imports each device's key once,
+ * not per frame. `imports` counts the imports (cache misses).
+ */
+export class DeviceKeyCache {
+  private readonly map = new Map<string, DeviceKey>();
+  imports = 0;
+
+  constructor(private readonly size = 4096) {}
+
+  /** The cached key for `w`, importing it on first use. Throws ProtocolError COSE_KEY for a bad key. */
+  get(w: DeviceKeyWire): DeviceKey {
+    const id = toHex(w.certSha256);
+    const hit = this.map.get(id);
+    if (hit !== undefined) {
+      this.map.delete(id);
+      this.map.set(id, hit);
+      return hit;
+    }
+    const key: DeviceKey = { publicKey: importPublicKey(w.alg, w.raw), kid: w.kid, packSerial: w.packSerial };
+    this.imports++;
+    this.map.set(id, key);
+    if (this.map.size > this.size) {
+      const oldest = this.map.keys().next();
+      if (oldest.done !== true) this.map.delete(oldest.value);
+    }
+    return key;
+  }
 }
 
 /** A CA certificate that chains to a trusted root (roots have no parent). */

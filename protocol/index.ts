@@ -228,6 +228,10 @@ export {
   type Issuer,
   type RevokedCert,
   type RootCaParams,
+  deviceKeyWire,
+  DeviceKeyCache,
+  type DeviceKey,
+  type DeviceKeyWire,
 } from './identity.js';
 export {
   buildProofBundle,

@@ -16,40 +16,23 @@
  *
  * Key objects are imported once per device certificate and cached (DESIGN.md decision 5): the
  * worker receives raw keys with each batch and keeps the imported KeyObjects in a bounded LRU keyed
- * by the certificate's SHA-256.
+ * by the certificate's SHA-256 (protocol DeviceKeyCache, shared with the ledger's workers).
  */
 import {
   checkLeaf,
   decodeFrame,
-  importPublicKey,
   isProtocolError,
   leafSize,
   sha256,
-  toHex,
   utf8,
   verifySign1,
   writeLeaf,
-  type PublicKey,
-  type SignatureAlg,
+  type DeviceKey,
+  type DeviceKeyCache,
+  type DeviceKeyWire,
 } from '../../protocol/index.js';
 import type { EncodedLeaf } from '../store/appender.js';
 import { identityOf, type FrameIdentity } from './dedupe.js';
-
-/** What verification needs of a device: from its verified certificate chain (TrustStore). */
-export interface FrameKey {
-  readonly publicKey: PublicKey;
-  readonly kid: Uint8Array;
-  readonly packSerial: string;
-}
-
-/** A device key as plain data, for posting to a worker. */
-export interface WireKey {
-  readonly certSha256: Uint8Array;
-  readonly packSerial: string;
-  readonly alg: SignatureAlg;
-  readonly raw: Uint8Array;
-  readonly kid: Uint8Array;
-}
 
 /** The leaf fields the gateway adds to a frame (protocol LogLeaf minus certSha256 and the frame). */
 export interface LeafFields {
@@ -72,7 +55,7 @@ type Checked = { readonly ok: true; readonly counter: number; readonly time: num
  * another pack's serial). Never throws for bad input; a non-protocol exception (a bug) is reported
  * as VERIFY_INTERNAL rather than lost.
  */
-export function verifyFrame(cose: Uint8Array, key: FrameKey): FrameVerdict {
+export function verifyFrame(cose: Uint8Array, key: DeviceKey): FrameVerdict {
   const v = check(cose, key);
   return v.ok ? { ok: true, counter: v.counter, time: v.time, identity: identityOf(v.payload) } : v;
 }
@@ -95,7 +78,7 @@ function sourceBytesOf(source: string): Uint8Array {
  * cose } encoded and hashed. A leaf that cannot be encoded (a source longer than the leaf allows)
  * is the verdict LEAF_MALFORMED for that frame alone. Never throws for bad input.
  */
-export function verifyFrameAndLeaf(cose: Uint8Array, key: FrameKey, certSha256: Uint8Array, fields: LeafFields): FrameVerdict {
+export function verifyFrameAndLeaf(cose: Uint8Array, key: DeviceKey, certSha256: Uint8Array, fields: LeafFields): FrameVerdict {
   const v = check(cose, key);
   if (!v.ok) return v;
   const bad = leafProblem(cose, certSha256, fields.receivedAt, fields.source);
@@ -118,7 +101,7 @@ function leafProblem(cose: Uint8Array, certSha256: Uint8Array, receivedAt: numbe
   }
 }
 
-function check(cose: Uint8Array, key: FrameKey): Checked | Failure {
+function check(cose: Uint8Array, key: DeviceKey): Checked | Failure {
   try {
     const { payload } = verifySign1(cose, { publicKey: key.publicKey, kid: key.kid });
     const frame = decodeFrame(payload);
@@ -137,37 +120,10 @@ function check(cose: Uint8Array, key: FrameKey): Checked | Failure {
   }
 }
 
-/** Imported device keys by certificate SHA-256, least recently used evicted beyond `size`. */
-export class KeyCache {
-  private readonly map = new Map<string, FrameKey>();
-  imports = 0;
-
-  constructor(private readonly size = 4096) {}
-
-  /** The cached key for `w`, importing it on first use. Throws ProtocolError COSE_KEY for a bad key. */
-  get(w: WireKey): FrameKey {
-    const id = toHex(w.certSha256);
-    const hit = this.map.get(id);
-    if (hit !== undefined) {
-      this.map.delete(id);
-      this.map.set(id, hit);
-      return hit;
-    }
-    const key: FrameKey = { publicKey: importPublicKey(w.alg, w.raw), kid: w.kid, packSerial: w.packSerial };
-    this.imports++;
-    this.map.set(id, key);
-    if (this.map.size > this.size) {
-      const oldest = this.map.keys().next();
-      if (oldest.done !== true) this.map.delete(oldest.value);
-    }
-    return key;
-  }
-}
-
 /** One batch posted to a worker: frames concatenated in `data`, frame i is data[ends[i-1]..ends[i]). */
 export interface BatchRequest {
   readonly id: number;
-  readonly keys: readonly WireKey[];
+  readonly keys: readonly DeviceKeyWire[];
   readonly data: Uint8Array;
   readonly ends: Uint32Array;
   /** Index into `keys` per frame. */
@@ -220,7 +176,7 @@ export function replyTransfer(reply: BatchReply): ArrayBuffer[] {
  * are written straight into the reply's one buffer (sized for the worst case: every frame genuine),
  * each source encoded once per batch, and hashed in place.
  */
-export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
+export function verifyBatch(req: BatchRequest, cache: DeviceKeyCache): BatchReply {
   const n = req.ends.length;
   const ok = new Uint8Array(n);
   const counters = new Float64Array(n);
@@ -228,7 +184,7 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
   const idEnds = new Uint32Array(n);
   const ids = new Uint8Array(req.data.length);
   const errors: [number, string, string, number][] = [];
-  const keys: (FrameKey | string)[] = req.keys.map((w) => {
+  const keys: (DeviceKey | string)[] = req.keys.map((w) => {
     try {
       return cache.get(w);
     } catch (e) {
@@ -272,7 +228,7 @@ export function verifyBatch(req: BatchRequest, cache: KeyCache): BatchReply {
       const source = wanted.sources[sourceAt];
       const src = sourceBytes[sourceAt];
       const receivedAt = wanted.receivedAt[i] ?? 0;
-      const certSha256 = (req.keys[keyAt] as WireKey).certSha256;
+      const certSha256 = (req.keys[keyAt] as DeviceKeyWire).certSha256;
       const bad = source === undefined || src === undefined ? 'gateway: batch names a source it does not carry' : leafProblem(cose, certSha256, receivedAt, source);
       if (bad !== undefined) v = { ok: false, code: source === undefined ? 'VERIFY_INTERNAL' : 'LEAF_MALFORMED', detail: bad, counter: v.counter };
       else if (src !== undefined) {

@@ -7,12 +7,13 @@
  * pool reports as WORKER_FAILED (the frames are not acked and the devices resend them).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { KeyCache, replyTransfer, verifyBatch, type BatchRequest } from './verify-frame.js';
+import { DeviceKeyCache } from '../../protocol/index.js';
+import { replyTransfer, verifyBatch, type BatchRequest } from './verify-frame.js';
 
 const port = parentPort;
 if (port === null) throw new Error('gateway: verify-worker.ts must run as a worker thread');
 const opts = workerData as { keyCacheSize?: number } | undefined;
-const cache = new KeyCache(opts?.keyCacheSize ?? 4096);
+const cache = new DeviceKeyCache(opts?.keyCacheSize ?? 4096);
 
 port.on('message', (req: BatchRequest) => {
   const reply = verifyBatch(req, cache);

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
-import { decodeLeaf, encodeLeaf, leafHash, parseSign1, type VerifiedDevice } from '../../protocol/index.js';
+import { decodeLeaf, DeviceKeyCache, encodeLeaf, leafHash, parseSign1, type VerifiedDevice } from '../../protocol/index.js';
 import { isGatewayError } from '../errors.js';
 import { TestFactory, type TestPack } from './ingest-testkit.js';
 import type { FrameVerdict } from './verify-frame.js';
-import { KeyCache, verifyBatch, verifyFrame, verifyFrameAndLeaf } from './verify-frame.js';
+import { verifyBatch, verifyFrame, verifyFrameAndLeaf } from './verify-frame.js';
 import { VerifyPool } from './verify.js';
 
 let factory: TestFactory;
@@ -86,19 +86,6 @@ describe('verifyFrameAndLeaf', () => {
   it('when the leaf cannot be encoded (source beyond the leaf cap) › returns LEAF_MALFORMED with the counter', () => {
     const v = verifyFrameAndLeaf(ed.frame(4), edDevice, edDevice.certSha256, { ...fields, source: 'x'.repeat(2000) });
     expect(v).toMatchObject({ ok: false, code: 'LEAF_MALFORMED', counter: 4 });
-  });
-});
-
-describe('KeyCache', () => {
-  it('imports a device key once per certificate and evicts the least recently used beyond its size', () => {
-    const cache = new KeyCache(1);
-    const w = { certSha256: edDevice.certSha256, packSerial: ed.serial, alg: edDevice.alg, raw: edDevice.publicKey.raw, kid: edDevice.kid };
-    const a = cache.get(w);
-    expect(cache.get(w)).toBe(a);
-    expect(cache.imports).toBe(1);
-    cache.get({ ...w, certSha256: p256Device.certSha256, alg: 'ES256', raw: p256Device.publicKey.raw, kid: p256Device.kid });
-    expect(cache.get(w)).not.toBe(a);
-    expect(cache.imports).toBe(3);
   });
 });
 
@@ -235,7 +222,7 @@ describe('VerifyPool', () => {
         keyOf: new Uint32Array(3),
         leaves: { receivedAt: Float64Array.from(times), sources: ['serial:/dev/ttyUSB0'], sourceOf: new Uint32Array(3) },
       },
-      new KeyCache(),
+      new DeviceKeyCache(),
     );
     expect([...reply.ok]).toEqual([1, 0, 1]);
     expect(reply.errors).toEqual([[1, 'LEAF_MALFORMED', expect.stringContaining('receivedAt'), 2]]);

@@ -20,13 +20,14 @@ import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { DeviceKey, DeviceKeyWire } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
-import { NO_LEAF, verifyFrame, verifyFrameAndLeaf, type BatchReply, type BatchRequest, type FrameKey, type FrameVerdict, type LeafFields, type WireKey } from './verify-frame.js';
+import { NO_LEAF, verifyFrame, verifyFrameAndLeaf, type BatchReply, type BatchRequest, type FrameVerdict, type LeafFields } from './verify-frame.js';
 
 /** A frame to verify and the device it claims to come from (its verified certificate). */
 export interface VerifyJob {
   readonly cose: Uint8Array;
-  readonly key: FrameKey;
+  readonly key: DeviceKey;
   /** SHA-256 of the device certificate: the workers' key cache id, and the leaf's certSha256. */
   readonly certSha256: Uint8Array;
   /** When given, a genuine frame's verdict carries its encoded log leaf and leaf hash (verifyFrameAndLeaf). */
@@ -251,8 +252,8 @@ export class VerifyPool {
   }
 
   private post(slot: Slot, items: Item[]): void {
-    const keys: WireKey[] = [];
-    const keyIndex = new Map<FrameKey, number>();
+    const keys: DeviceKeyWire[] = [];
+    const keyIndex = new Map<DeviceKey, number>();
     let bytes = 0;
     let wantLeaves = false;
     for (const it of items) {
