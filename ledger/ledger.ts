@@ -40,7 +40,7 @@ import type {
   PackSummary,
   PassportFrame,
 } from './types.js';
-import { stateOf, upload, type EvidenceDraft, type UploadContext } from './upload.js';
+import { stateOf, upload, UploadOrder, type EvidenceDraft, type UploadContext } from './upload.js';
 import { VerifyPool } from './verify-pool.js';
 
 export type * from './types.js';
@@ -75,6 +75,7 @@ function newStats(): LedgerStats {
 export class Ledger {
   private readonly counters = newStats();
   private readonly verifiers = new Map<string, NoteVerifier>();
+  private readonly order = new UploadOrder();
   private readonly devices: DeviceResolver;
   private readonly clock: () => number;
   private closed = false;
@@ -224,6 +225,7 @@ export class Ledger {
   async upload(gw: GatewayRecord, body: Uint8Array): Promise<UploadResult> {
     const ctx: UploadContext = {
       db: this.live(),
+      order: this.order,
       witness: this.o.witness,
       devices: this.devices,
       pool: this.pool,

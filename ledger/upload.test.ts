@@ -55,6 +55,17 @@ describe.each(BACKENDS)('Ledger uploads ($name)', ({ make }) => {
     expect(await ledger.state(await ledger.enrollGateway(gw.vkey))).toEqual(r.state);
   });
 
+  it('consecutive uploads of one gateway arriving at once, the later first › taken in order of their first index: none refused, every leaf once', async () => {
+    const gw = await gateway('in-flight');
+    for (let i = 0; i < 600; i++) gw.append(good, good.frame(5000 + i));
+    // Each with the chains its leaves name, as the sync client sends them.
+    const reqs = [0, 200, 400].map((from) => gw.request(from, from + 200, [good], from === 400 ? { proofFrom: 0 } : undefined));
+    const results = await Promise.all([send(ledger, gw, reqs[2]!), send(ledger, gw, reqs[1]!), send(ledger, gw, reqs[0]!)]);
+    expect(results.map((r) => [r.stored, r.duplicates, r.rejected])).toEqual([[200, 0, 0], [200, 0, 0], [200, 0, 0]]);
+    expect(results[0].state).toMatchObject({ size: 600, staged: 600 });
+    expect(results[0].cosigned).not.toBeNull();
+  });
+
   it('leaves without a checkpoint are staged; a later checkpoint with a consistency proof extends the accepted one', async () => {
     const gw = await gateway('staged');
     for (let i = 0; i < 10; i++) gw.append(good, good.frame(1000 + i));

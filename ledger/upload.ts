@@ -11,6 +11,13 @@
  * On PostgreSQL the transaction starts while the workers still verify signatures: everything that
  * needs no verdict (held leaves, tree, checkpoint, hashes) comes first, then the leaves chunk by
  * chunk as their verdicts arrive, then the frames of the whole upload in one sorted statement.
+ *
+ * A gateway's sync client keeps more than one upload on the wire (consecutive ranges): they are
+ * judged at once, and within this process each enters its transaction only after those of the same
+ * gateway with a lower `from` (UploadOrder), so the next upload's signatures are verified while the
+ * previous one's rows are written, and requests that overtook each other on the way in are not
+ * refused for a gap. (Across ledger processes an overtaking upload is refused UPLOAD_GAP and the
+ * client sends it again.)
  */
 import {
   addSignatures,
@@ -42,6 +49,7 @@ import type { VerifyPool } from './verify-pool.js';
 
 export interface UploadContext {
   readonly db: Db;
+  readonly order: UploadOrder;
   readonly witness: Ed25519NoteSigner;
   readonly devices: DeviceResolver;
   readonly pool: VerifyPool;
@@ -114,10 +122,83 @@ function openCp(req: UploadRequest, gw: GatewayRecord, verifier: NoteVerifier): 
   }
 }
 
+/** How long an upload that finds a gap waits for the upload before it to arrive, ms; and how often. */
+const GAP_GRACE_MS = 1000;
+const MAX_GAP_WAITS = 4;
+
+/** One upload's place among its gateway's uploads in progress in this process (UploadOrder). */
+interface Turn {
+  /** Resolves when every upload registered now with a lower `from` has finished. */
+  before(): Promise<void>;
+  /** Whether an upload with a lower `from` is in progress now, or starts within `ms`. */
+  earlier(ms: number): Promise<boolean>;
+  /** Call once when the upload is done, whatever its outcome. */
+  leave(): void;
+}
+
+/**
+ * The uploads of each gateway in progress in this process, by the first index they carry: an
+ * upload waits for those with a lower `from` to finish before it takes the gateway's row lock (see
+ * the file comment); one that registered only after it started waiting (a request that was
+ * overtaken on the way in) is waited for when the transaction finds the gap. Only lower `from`s
+ * are waited for, so waits never form a cycle.
+ */
+export class UploadOrder {
+  private readonly running = new Map<number, Set<{ readonly from: number; readonly done: Promise<void> }>>();
+  /** Waiting for an upload of gateway `id` below `from` to start: called on each enter. */
+  private readonly watchers = new Set<{ readonly id: number; readonly from: number; readonly wake: () => void }>();
+
+  /** Registers an upload of gateway `id` starting at `from`. */
+  enter(id: number, from: number): Turn {
+    let set = this.running.get(id);
+    if (set === undefined) {
+      set = new Set();
+      this.running.set(id, set);
+    }
+    let leave: () => void = () => undefined;
+    const me = { from, done: new Promise<void>((resolve) => (leave = resolve)) };
+    set.add(me);
+    for (const w of this.watchers) if (w.id === id && from < w.from) w.wake();
+    const all = set;
+    return {
+      before: async () => {
+        await Promise.all([...all].filter((r) => r.from < from).map((r) => r.done));
+      },
+      earlier: async (ms) => {
+        if ([...all].some((r) => r.from < from)) return true;
+        let timer: NodeJS.Timeout | undefined;
+        let watcher: { id: number; from: number; wake: () => void } | undefined;
+        const arrived = await new Promise<boolean>((resolve) => {
+          watcher = { id, from, wake: () => { resolve(true); } };
+          this.watchers.add(watcher);
+          timer = setTimeout(() => { resolve(false); }, ms);
+        });
+        clearTimeout(timer);
+        if (watcher !== undefined) this.watchers.delete(watcher);
+        return arrived;
+      },
+      leave: () => {
+        all.delete(me);
+        if (all.size === 0 && this.running.get(id) === all) this.running.delete(id);
+        leave();
+      },
+    };
+  }
+}
+
 /** Uploads `body` for the authenticated gateway `gw`. Throws LedgerError (see errors.ts, the upload group). */
 export async function upload(ctx: UploadContext, gw: GatewayRecord, body: Uint8Array): Promise<UploadResult> {
   const req = decode(body);
   if (req.origin !== gw.origin) throw new LedgerError('ORIGIN_MISMATCH', `ledger: upload for ${JSON.stringify(req.origin)} from gateway ${gw.origin}`);
+  const turn = ctx.order.enter(gw.id, req.from);
+  try {
+    return await uploadInTurn(ctx, gw, req, turn);
+  } finally {
+    turn.leave();
+  }
+}
+
+async function uploadInTurn(ctx: UploadContext, gw: GatewayRecord, req: UploadRequest, turn: Turn): Promise<UploadResult> {
   const cp = openCp(req, gw, ctx.verifier(gw));
   const hashes = hashEntries(req.entries);
   const pre = await ctx.db.query<{ staged: number }>('SELECT staged FROM gateways WHERE id = $1', [gw.id]);
@@ -128,7 +209,18 @@ export async function upload(ctx: UploadContext, gw: GatewayRecord, body: Uint8A
   if (ctx.db.kind === 'embedded') await judged.until(judged.leaves.length);
   let outcome: Outcome;
   try {
-    outcome = await ctx.db.transaction((tx) => commit(ctx, tx, gw, req, cp, hashes, judged, preStaged));
+    for (let attempt = 1; ; attempt++) {
+      await turn.before();
+      try {
+        outcome = await ctx.db.transaction((tx) => commit(ctx, tx, gw, req, cp, hashes, judged, preStaged));
+        break;
+      } catch (e) {
+        // A gap: this upload may have overtaken the one before it on the way in (another connection);
+        // when that one is here or arrives shortly, wait for it and try again (the lock is released).
+        if (e instanceof Refusal && e.error.code === 'UPLOAD_GAP' && attempt < MAX_GAP_WAITS && (await turn.earlier(GAP_GRACE_MS))) continue;
+        throw e;
+      }
+    }
   } catch (e) {
     if (!(e instanceof Refusal)) throw e;
     if (e.evidence !== undefined) {
