@@ -79,7 +79,7 @@ upstream:               # sync to the ledger
   timeoutMs: 30000
   maxBatchEntries: 4096 # at most 8192 (the protocol's cap)
   maxBatchBytes: 4MiB   # upload body size (≤ 12MiB)
-  maxInFlightBatches: 2 # batches read ahead or on the wire at once
+  maxInFlightBatches: 3 # uploads on the wire at once
   backoffBaseMs: 1000   # retry after a failure within [0, base·2^(n-1)) ms (full jitter) ...
   backoffMaxMs: 300000  # ... capped here
   witnessKey: null      # the ledger's witness key (packchain ledger init prints it): checks its cosignatures

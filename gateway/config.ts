@@ -14,6 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, isMap, isNode, isPair, isScalar, type Node } from 'yaml';
 import { gatewayOrigin, parseVerifierKey } from '../protocol/index.js';
 import { GatewayError } from './errors.js';
+import { DEFAULT_IN_FLIGHT } from './sync/client.js';
 import { bool, bytes, custom, describeSchema, int, INVALID, list, nullable, obj, oneOf, pathText, str, type Problem, type ReferenceRow, type Spec } from './config-schema.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -289,7 +290,7 @@ export const CONFIG_SCHEMA: Spec<GatewayConfig> = obj<GatewayConfig>({
       timeoutMs: { spec: int(100, 600_000), default: 30_000, doc: 'one request, ms' },
       maxBatchEntries: { spec: int(1, 65_536), default: 4096, doc: 'entries per upload (at most 8192 are used: the protocol\'s cap)' },
       maxBatchBytes: { spec: bytes(128 * 1024, 12 * 1024 * 1024), default: '4MiB', doc: 'upload body size' },
-      maxInFlightBatches: { spec: int(1, 16), default: 2, doc: 'batches read ahead or on the wire at once (in-flight bytes ≤ this × maxBatchBytes)' },
+      maxInFlightBatches: { spec: int(1, 16), default: DEFAULT_IN_FLIGHT, doc: 'uploads on the wire at once (in-flight bytes ≤ this × maxBatchBytes)' },
       backoffBaseMs: { spec: int(10, DAY_MS), default: 1000, doc: 'first retry after a failure within [0, this) ms; doubles per failure (full jitter)' },
       backoffMaxMs: { spec: int(10, DAY_MS), default: 300_000, doc: 'cap of the retry delay, ms' },
       witnessKey: { spec: nullable(witnessKey), default: null, doc: 'the ledger\'s witness verifier key (`packchain ledger init` prints it); when set, a checkpoint the ledger returns without its valid cosignature is an error (SYNC_WITNESS)' },

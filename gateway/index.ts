@@ -69,7 +69,7 @@ export { healthOf, type Health, type HistogramSnapshot, type StatusSnapshot, typ
 export { checkSnapshot, fetchStatus } from './ops/status-client.js';
 
 // Sync to the upstream ledger (gateway/sync/)
-export { SyncClient, type SyncClientOptions, type SyncClientStatus } from './sync/client.js';
+export { DEFAULT_IN_FLIGHT, SyncClient, type SyncClientOptions, type SyncClientStatus } from './sync/client.js';
 export { DEFAULT_BACKOFF, backoffDelay, type BackoffPolicy } from './sync/backoff.js';
 export { COSIGNED_FILE, readCosigned, type CosignedCheckpoint } from './sync/cosigned.js';
 

@@ -6,13 +6,14 @@
  * the ledger's accepted size, nothing beyond the log), then uploads leaves [staged, cp.size) in
  * batches with the latest signed checkpoint and its consistency proof on the last batch. Only when
  * the ledger accepts a checkpoint is the store told (markSynced), and only then may retention
- * prune; the cosigned checkpoint is kept for `gateway prove`. Batches are read ahead while the
- * previous one is on the wire, bounded in count and bytes; uploads themselves go one at a time
- * because the ledger takes a log's leaves in order. Failures are counted by code and retried with
+ * prune; the cosigned checkpoint is kept for `gateway prove`. Up to maxInFlightBatches uploads are
+ * on the wire at once (consecutive ranges, bounded in count and bytes; the ledger takes them in
+ * order of their first index and verifies the next while it stores the previous), their answers
+ * taken in order. Failures are counted by code and retried with
  * capped exponential backoff and full jitter; a 409 UPLOAD_GAP or CHECKPOINT_STALE (the ledger's
  * cursor moved) re-reads the state at once. Nothing the ledger answers can crash the gateway.
  */
-import { isProtocolError, openCheckpoint, verifierOf, type Ed25519NoteSigner, type NoteVerifier, type SyncState } from '../../protocol/index.js';
+import { isProtocolError, openCheckpoint, verifierOf, type Ed25519NoteSigner, type NoteVerifier, type SyncState, type UploadResult } from '../../protocol/index.js';
 import { GatewayError, isGatewayError } from '../errors.js';
 import type { Logger } from '../ops/logger.js';
 import type { StoredCheckpoint } from '../store/checkpoints.js';
@@ -20,6 +21,13 @@ import { backoffDelay, checkBackoff, DEFAULT_BACKOFF, type BackoffPolicy } from 
 import { clampBatchBytes, clampBatchEntries, uploadBatches, type Batch, type ChainLookup, type SyncStore } from './batches.js';
 import { readCosigned, writeCosigned, type CosignedCheckpoint } from './cosigned.js';
 import { LedgerHttp, refusalOf } from './ledger-http.js';
+
+/**
+ * Uploads on the wire at once by default: with three the ledger always has the next upload's
+ * signatures to verify while it stores one (with one its cores idle ≈ 12 % of a catch-up, with two
+ * ≈ 6 %, with three ≈ 2 %: bench/ledger-catchup.ts), for 3 × maxBatchBytes of memory here.
+ */
+export const DEFAULT_IN_FLIGHT = 3;
 
 export interface SyncClientOptions {
   /** The ledger's base URL (config upstream.url). */
@@ -39,7 +47,7 @@ export interface SyncClientOptions {
   readonly maxBatchEntries: number;
   /** Upload body size, bytes; clamped to protocol MAX_UPLOAD_BYTES (default 4 MiB). */
   readonly maxBatchBytes?: number;
-  /** Batches read ahead or on the wire at once (default 2): in-flight bytes ≤ this × maxBatchBytes. */
+  /** Uploads on the wire at once (default 3; each read from disk just before it is sent): in-flight bytes ≤ this × maxBatchBytes. */
   readonly maxInFlightBatches?: number;
   readonly backoff?: BackoffPolicy;
   /** The ledger's witness verifier key: when set, every cosigned checkpoint must carry its valid cosignature. */
@@ -121,12 +129,12 @@ export class SyncClient {
     this.#now = o.now ?? Date.now;
     this.#backoff = o.backoff ?? DEFAULT_BACKOFF;
     checkBackoff(this.#backoff);
-    for (const [k, v, lo, hi] of [['intervalMs', o.intervalMs, 1, 86_400_000], ['timeoutMs', o.timeoutMs, 1, 600_000], ['maxBatchEntries', o.maxBatchEntries, 1, 1 << 30], ['maxInFlightBatches', o.maxInFlightBatches ?? 2, 1, 16]] as const) {
+    for (const [k, v, lo, hi] of [['intervalMs', o.intervalMs, 1, 86_400_000], ['timeoutMs', o.timeoutMs, 1, 600_000], ['maxBatchEntries', o.maxBatchEntries, 1, 1 << 30], ['maxInFlightBatches', o.maxInFlightBatches ?? DEFAULT_IN_FLIGHT, 1, 16]] as const) {
       if (!Number.isSafeInteger(v) || v < lo || v > hi) throw new GatewayError('SYNC_CONFIG', `gateway: sync: ${k} ${String(v)}: expected an integer ${lo}..${hi}`);
     }
     this.#maxEntries = clampBatchEntries(o.maxBatchEntries);
     this.#maxBytes = clampBatchBytes(o.maxBatchBytes ?? DEFAULT_BATCH_BYTES);
-    this.#readAhead = o.maxInFlightBatches ?? 2;
+    this.#readAhead = o.maxInFlightBatches ?? DEFAULT_IN_FLIGHT;
     this.#verifier = verifierOf(o.signer);
     if (o.signer.name !== o.store.origin) throw new GatewayError('SYNC_CONFIG', `gateway: sync: the signer is ${o.signer.name}, expected the log's origin ${o.store.origin}`);
     this.#http = new LedgerHttp({ url: o.url, signer: o.signer, timeoutMs: o.timeoutMs, now: this.#now, ...(o.nonce === undefined ? {} : { nonce: o.nonce }) });
@@ -320,25 +328,33 @@ export class SyncClient {
     const store = this.#o.store;
     const from = Math.min(state.staged, cp.size);
     const gen = uploadBatches(store, this.#o.chains, { from, to: cp.size, checkpoint: cp, proofFrom: state.size, maxEntries: this.#maxEntries, maxBytes: this.#maxBytes });
-    // Read-ahead: up to maxInFlightBatches batches exist at once (the one on the wire and those prepared).
-    const ahead: Promise<IteratorResult<Batch>>[] = [];
-    const pull = (): void => {
-      const p = gen.next();
-      p.catch(() => undefined); // awaited below; this only keeps an abandoned one from being "unhandled"
-      ahead.push(p);
+    // Up to maxInFlightBatches uploads on the wire at once (consecutive ranges; the ledger takes
+    // them in order of their first index and verifies the next while it stores the previous),
+    // each read from disk just before it is sent; answers are taken in order.
+    const wire: { readonly b: Batch; readonly answer: Promise<UploadResult> }[] = [];
+    let exhausted = false;
+    const fill = async (): Promise<void> => {
+      while (!exhausted && wire.length < this.#readAhead && !signal.aborted) {
+        const r = await gen.next();
+        if (r.done === true) {
+          exhausted = true;
+          return;
+        }
+        this.#counts.missingChains += r.value.missingChains;
+        const answer = this.#http.upload(r.value.body, signal);
+        answer.catch(() => undefined); // taken in order below; one abandoned after a failure is not "unhandled"
+        wire.push({ b: r.value, answer });
+      }
     };
     let last = state;
     try {
-      for (let i = 0; i < this.#readAhead; i++) pull();
+      await fill();
       for (;;) {
-        const next = ahead.shift();
+        const next = wire.shift();
         if (next === undefined) break;
-        const r = await next;
-        if (r.done === true) break;
-        pull();
-        const b = r.value;
-        this.#counts.missingChains += b.missingChains;
-        const result = await this.#http.upload(b.body, signal);
+        const { b } = next;
+        const result = await next.answer;
+        await fill();
         this.#counts.uploads++;
         this.#counts.entriesStored += result.stored;
         this.#counts.entriesDuplicate += result.duplicates;
@@ -357,6 +373,9 @@ export class SyncClient {
         }
       }
     } finally {
+      // After a failure the uploads still on the wire are let finish (the ledger keeps what it
+      // verified; the next round starts from its state), so rounds never overlap.
+      await Promise.allSettled(wire.map((w) => w.answer));
       await gen.return(undefined).catch(() => undefined);
     }
     return last;
