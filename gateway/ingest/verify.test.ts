@@ -96,7 +96,7 @@ describe('VerifyPool', () => {
   });
 
   it('when the queue is deep › verifies on worker threads (TS source loaded through tsx) in submission order', async () => {
-    pool = await VerifyPool.start({ workers: 2, inlineBelow: 0, batchMax: 16 });
+    pool = await VerifyPool.start({ workers: 2, inlineBelow: 0, batchMax: 16, helpBatch: 0 });
     const jobs = Array.from({ length: 200 }, (_, i) =>
       i % 7 === 3 ? { cose: ed.forged(i), device: edDevice } : i % 2 === 0 ? { cose: ed.frame(i), device: edDevice } : { cose: p256.frame(i), device: p256Device },
     );
@@ -116,6 +116,21 @@ describe('VerifyPool', () => {
     await expect.poll(() => pool.stats.workers).toBe(2);
     const again = await run(pool, [{ cose: ed.frame(5000), device: edDevice }]);
     expect(again[0]).toMatchObject({ ok: true, counter: 5000 });
+  });
+
+  it('when every worker is full and frames still wait › the main thread verifies some itself, verdicts still in submission order', async () => {
+    const busy = await VerifyPool.start({ workers: 1, inlineBelow: 0, batchMax: 8, helpBatch: 4 });
+    try {
+      const jobs = Array.from({ length: 120 }, (_, i) => (i % 9 === 4 ? { cose: ed.forged(i), device: edDevice } : { cose: ed.frame(i), device: edDevice }));
+      const out = await run(busy, jobs);
+      expect(out.map((v) => (v.ok ? v.counter : v.code))).toEqual(jobs.map((_, i) => (i % 9 === 4 ? 'COSE_SIGNATURE' : i)));
+      // The worker takes two batches of 8 at once; the main thread 4 per turn while it holds them.
+      expect(busy.stats.inline).toBeGreaterThan(0);
+      expect(busy.stats.offloaded).toBeGreaterThan(0);
+      expect(busy.stats.inline + busy.stats.offloaded).toBe(120);
+    } finally {
+      await busy.close();
+    }
   });
 
   it('when the load is light › verifies inline without a worker round trip', async () => {

@@ -3,8 +3,12 @@
  * frames in front of a pool of worker threads that verify COSE_Sign1 signatures with node:crypto
  * (verify-frame.ts). When the load is light the frames are verified inline on the main thread —
  * a worker round trip costs more than one verification — and when the queue is deep they go to the
- * workers in batches, so verification spreads over every core. Results are delivered strictly in
- * submission order, so the dedupe stage sees each pack's frames in the order they arrived.
+ * workers in batches, so verification spreads over every core. When every worker already holds all
+ * the batches it may, the main thread verifies a few frames itself per turn (`helpBatch`) rather
+ * than wait: a frame verified there costs less CPU than one sent to a worker (no copy into a batch,
+ * no reply to take apart), and the main thread's idle time becomes verification. Results are
+ * delivered strictly in submission order, so the dedupe stage sees each pack's frames in the order
+ * they arrived.
  *
  * Back-pressure: the queue holds at most `maxQueued` frames; `submit` returns false beyond that and
  * the caller refuses the frame without acking it (INGEST_BUSY) — the device keeps it in its resend
@@ -41,6 +45,12 @@ export interface VerifyPoolOptions {
   readonly batchMax?: number;
   /** With every worker idle, a queue of at most this many frames is verified inline (default 8: bench/gateway-ingest.ts measures the crossover). */
   readonly inlineBelow?: number;
+  /**
+   * With every worker holding all the batches it may, the main thread verifies up to this many
+   * queued frames itself per turn of the event loop (default 32, ≈ 4 ms of a Raspberry Pi 4's main
+   * thread; 0: never). bench/gateway-ingest.ts measures it.
+   */
+  readonly helpBatch?: number;
   /** Frames queued or in flight, at most (default 8192). */
   readonly maxQueued?: number;
   /** Imported keys cached per worker (default 4096). */
@@ -99,6 +109,7 @@ export class VerifyPool {
   private nextBatch = 1;
   private readonly batchMax: number;
   private readonly inlineBelow: number;
+  private readonly helpBatch: number;
   private readonly maxQueued: number;
   private readonly keyCacheSize: number;
   private counts = { inline: 0, offloaded: 0, batches: 0, refused: 0, workerFailures: 0 };
@@ -106,6 +117,7 @@ export class VerifyPool {
   private constructor(opts: VerifyPoolOptions) {
     this.batchMax = opts.batchMax ?? 256;
     this.inlineBelow = opts.inlineBelow ?? 8;
+    this.helpBatch = opts.helpBatch ?? 32;
     this.maxQueued = opts.maxQueued ?? 8192;
     this.keyCacheSize = opts.keyCacheSize ?? 4096;
   }
@@ -120,6 +132,7 @@ export class VerifyPool {
       ['workers', n, 0, 256],
       ['batchMax', opts.batchMax, 1, 65_536],
       ['inlineBelow', opts.inlineBelow, 0, 65_536],
+      ['helpBatch', opts.helpBatch, 0, 65_536],
       ['maxQueued', opts.maxQueued, 1, 10_000_000],
       ['keyCacheSize', opts.keyCacheSize, 1, 10_000_000],
     ];
@@ -231,14 +244,7 @@ export class VerifyPool {
     if (ready.length === 0 || light) {
       // Inline: cheaper than a worker round trip for a handful of frames; bounded per turn so a deep
       // queue without workers does not block the event loop for long.
-      const items = this.waiting.splice(0, this.batchMax);
-      for (const item of items) {
-        const { job } = item;
-        item.verdict = job.leaf ? verifyFrameAndLeaf(job.cose, job.key, job.certSha256, job.leaf) : verifyFrame(job.cose, job.key);
-      }
-      this.counts.inline += items.length;
-      this.deliver();
-      if (this.waiting.length > 0) this.schedule();
+      this.inline(this.batchMax);
       return;
     }
     // Least loaded workers first; each takes an even share of the queue, up to batchMax.
@@ -249,6 +255,20 @@ export class VerifyPool {
       const share = Math.min(this.batchMax, Math.ceil(this.waiting.length / (open.length - k)));
       this.post(slot, this.waiting.splice(0, share));
     }
+    // Every worker is full and frames still wait: the main thread takes a few itself.
+    if (this.waiting.length > 0 && this.helpBatch > 0) this.inline(this.helpBatch);
+  }
+
+  /** Verifies up to `max` queued frames on this thread, delivers what is ready, and comes back for the rest next turn. */
+  private inline(max: number): void {
+    const items = this.waiting.splice(0, max);
+    for (const item of items) {
+      const { job } = item;
+      item.verdict = job.leaf ? verifyFrameAndLeaf(job.cose, job.key, job.certSha256, job.leaf) : verifyFrame(job.cose, job.key);
+    }
+    this.counts.inline += items.length;
+    this.deliver();
+    if (this.waiting.length > 0) this.schedule();
   }
 
   private post(slot: Slot, items: Item[]): void {
