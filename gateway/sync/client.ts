@@ -108,7 +108,7 @@ export class SyncClient {
   readonly #backoff: BackoffPolicy;
   readonly #maxEntries: number;
   readonly #maxBytes: number;
-  readonly #readAhead: number;
+  readonly #inFlight: number;
   readonly #errors: Record<string, number> = {};
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
@@ -134,7 +134,7 @@ export class SyncClient {
     }
     this.#maxEntries = clampBatchEntries(o.maxBatchEntries);
     this.#maxBytes = clampBatchBytes(o.maxBatchBytes ?? DEFAULT_BATCH_BYTES);
-    this.#readAhead = o.maxInFlightBatches ?? DEFAULT_IN_FLIGHT;
+    this.#inFlight = o.maxInFlightBatches ?? DEFAULT_IN_FLIGHT;
     this.#verifier = verifierOf(o.signer);
     if (o.signer.name !== o.store.origin) throw new GatewayError('SYNC_CONFIG', `gateway: sync: the signer is ${o.signer.name}, expected the log's origin ${o.store.origin}`);
     this.#http = new LedgerHttp({ url: o.url, signer: o.signer, timeoutMs: o.timeoutMs, now: this.#now, ...(o.nonce === undefined ? {} : { nonce: o.nonce }) });
@@ -142,7 +142,7 @@ export class SyncClient {
 
   /** Effective batch limits after clamping to the protocol's caps. */
   get limits(): { readonly maxBatchEntries: number; readonly maxBatchBytes: number; readonly maxInFlightBatches: number } {
-    return { maxBatchEntries: this.#maxEntries, maxBatchBytes: this.#maxBytes, maxInFlightBatches: this.#readAhead };
+    return { maxBatchEntries: this.#maxEntries, maxBatchBytes: this.#maxBytes, maxInFlightBatches: this.#inFlight };
   }
 
   /**
@@ -334,7 +334,7 @@ export class SyncClient {
     const wire: { readonly b: Batch; readonly answer: Promise<UploadResult> }[] = [];
     let exhausted = false;
     const fill = async (): Promise<void> => {
-      while (!exhausted && wire.length < this.#readAhead && !signal.aborted) {
+      while (!exhausted && wire.length < this.#inFlight && !signal.aborted) {
         const r = await gen.next();
         if (r.done === true) {
           exhausted = true;
