@@ -166,16 +166,17 @@ export class UploadOrder {
       },
       earlier: async (ms) => {
         if ([...all].some((r) => r.from < from)) return true;
-        let timer: NodeJS.Timeout | undefined;
-        let watcher: { id: number; from: number; wake: () => void } | undefined;
-        const arrived = await new Promise<boolean>((resolve) => {
-          watcher = { id, from, wake: () => { resolve(true); } };
-          this.watchers.add(watcher);
-          timer = setTimeout(() => { resolve(false); }, ms);
-        });
-        clearTimeout(timer);
-        if (watcher !== undefined) this.watchers.delete(watcher);
-        return arrived;
+        let wake: (arrived: boolean) => void = () => undefined;
+        const arrived = new Promise<boolean>((resolve) => (wake = resolve));
+        const watcher = { id, from, wake: () => { wake(true); } };
+        this.watchers.add(watcher);
+        const timer = setTimeout(() => { wake(false); }, ms);
+        try {
+          return await arrived;
+        } finally {
+          clearTimeout(timer);
+          this.watchers.delete(watcher);
+        }
       },
       leave: () => {
         all.delete(me);

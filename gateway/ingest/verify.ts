@@ -47,8 +47,9 @@ export interface VerifyPoolOptions {
   readonly inlineBelow?: number;
   /**
    * With every worker holding all the batches it may, the main thread verifies up to this many
-   * queued frames itself per turn of the event loop (default 32, ≈ 4 ms of a Raspberry Pi 4's main
-   * thread; 0: never). bench/gateway-ingest.ts measures it.
+   * queued frames itself per turn of the event loop (default 32: ≈ 3.5 ms of Ed25519 verification
+   * on the 2-core x86 machine the benchmarks run on, more on a slower core; 0: never).
+   * bench/gateway-ingest.ts measures it.
    */
   readonly helpBatch?: number;
   /** Frames queued or in flight, at most (default 8192). */
