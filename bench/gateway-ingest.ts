@@ -11,7 +11,7 @@
  *
  * Run alone: node --import tsx bench/gateway-ingest.ts
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +19,7 @@ import { Worker } from 'node:worker_threads';
 import { gatewayOrigin, parseSign1, verifySignature, type Message, type TrustStore, type VerifiedDevice } from '../protocol/index.js';
 import { TestFactory, type TestPack } from '../gateway/ingest/ingest-testkit.js';
 import { type DeviceChannel, IngestPipeline, logPort, LogStore, VerifyPool } from '../gateway/index.js';
-import { measure, type Result } from './harness.js';
+import { measure, splitThreadCpu, threadCpuMs, type Result } from './harness.js';
 
 export interface Fixture {
   readonly trust: TrustStore;
@@ -99,27 +99,6 @@ function fakeChannel(id: string, onAck: (n: number) => void): DeviceChannel {
     },
     close: () => Promise.resolve(),
   };
-}
-
-/** CPU ms used so far by each thread of this process (/proc/self/task; empty where there is no /proc). */
-function threadCpuMs(): Map<string, number> {
-  const m = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync('/proc/self/task');
-  } catch {
-    return m;
-  }
-  for (const t of tids) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      m.set(t, (Number(f[11]) + Number(f[12])) * 10); // utime + stime, 100 Hz ticks
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return m;
 }
 
 /** CPU µs per frame of one run, by thread: the verification workers, the main thread, and the rest (V8's GC threads, libuv's file-system threads). */
@@ -220,13 +199,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
     atEnd?.();
     if (store.size !== total) throw new Error(`bench: ${store.size} entries stored, expected ${total}`);
     const timed = total - timedFrom;
-    const threads = { workers: 0, main: 0, other: 0 };
-    for (const [tid, ms] of threadsEnd) {
-      const us = ((ms - (threadsStart.get(tid) ?? 0)) * 1000) / timed;
-      if (tid === String(process.pid)) threads.main += us;
-      else if (threadsBefore.has(tid)) threads.other += us;
-      else threads.workers += us;
-    }
+    const threads = splitThreadCpu(threadsBefore, threadsStart, threadsEnd, timed);
     return { rate: timed / seconds, perCpuSecond: timed / ((used.user + used.system) / 1e6), threads, coldRate: total / (Number(end - coldStart) / 1e9) };
   } finally {
     await pipeline.close();

@@ -6,7 +6,7 @@
  * its baseline and its table with the target each figure is held to.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -164,4 +164,47 @@ export function nodeArgsFor(file: string): string[] {
 export function sibling(moduleUrl: string, name: string): string {
   const self = fileURLToPath(moduleUrl);
   return join(dirname(self), name + extname(self));
+}
+
+/**
+ * CPU ms used so far by each thread of this process (/proc/self/task; empty where there is no
+ * /proc): tid → [thread name, ms]. Threads are named by Node/V8/libuv (`node` for the main and
+ * worker threads, `V8 DefaultWorke` for GC helpers, `libuv-worker` for the file-system pool).
+ */
+export function threadCpuMs(): Map<string, [string, number]> {
+  const m = new Map<string, [string, number]>();
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return m;
+  }
+  for (const t of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      m.set(t, [name, (Number(f[11]) + Number(f[12])) * 10]); // utime + stime, 100 Hz ticks
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return m;
+}
+
+/** CPU µs per unit of work by thread, between two threadCpuMs readings: the main thread, threads born after `before` (the verification workers), the rest (V8's GC threads, libuv's pool). */
+export function splitThreadCpu(
+  before: Map<string, [string, number]>,
+  start: Map<string, [string, number]>,
+  end: Map<string, [string, number]>,
+  units: number,
+): { workers: number; main: number; other: number } {
+  const out = { workers: 0, main: 0, other: 0 };
+  for (const [tid, [, ms]] of end) {
+    const us = ((ms - (start.get(tid)?.[1] ?? 0)) * 1000) / units;
+    if (tid === String(process.pid)) out.main += us;
+    else if (before.has(tid)) out.other += us;
+    else out.workers += us;
+  }
+  return out;
 }

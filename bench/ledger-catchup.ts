@@ -15,7 +15,7 @@
  * wall-clock ratio approaches it as the machine gets quieter.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,7 @@ import pg from 'pg';
 import { DEFAULT_IN_FLIGHT } from '../gateway/index.js';
 import { Ledger } from '../ledger/ledger.js';
 import { embeddedStorage, postgresStorage, T0, TestFactory, TestGateway, testWitness, type TestStorage } from '../ledger/ledger-testkit.js';
-import { baselineVerifyRate, formatTable, type Result } from './harness.js';
+import { baselineVerifyRate, formatTable, threadCpuMs, type Result } from './harness.js';
 
 const LARGE = process.env['BENCH_LARGE'] === '1';
 const BATCH = 8192;
@@ -73,22 +73,6 @@ export function verifyCpuUs(): number {
     rounds.push((c.user + c.system) / 5000);
   }
   return rounds.sort((a, b) => a - b)[1] ?? 0;
-}
-
-/** CPU seconds per thread of this process (BENCH_THREADS): tid → [name, seconds]. */
-function threadCpu(): Map<string, [string, number]> {
-  const out = new Map<string, [string, number]>();
-  for (const tid of readdirSync('/proc/self/task')) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-      out.set(tid, [name, (Number(f[11]) + Number(f[12])) / 100]);
-    } catch {
-      // the thread ended
-    }
-  }
-  return out;
 }
 
 /** PIDs of the PostgreSQL server processes serving connections to `url` (other than this query's). */
@@ -148,7 +132,7 @@ export async function catchUp(storage: TestStorage, b: Backlog, uploads = b.bodi
     await ledger.enrollGateway(gw.vkey);
     const pids = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
     const profiler = PROFILE === undefined ? undefined : await startProfiler();
-    const threads0 = THREADS ? threadCpu() : undefined;
+    const threads0 = THREADS ? threadCpuMs() : undefined;
     const db0 = new Map(pids.map((pid) => [pid, procCpu(pid)]));
     const cpu0 = process.cpuUsage();
     const start = process.hrtime.bigint();
@@ -172,8 +156,7 @@ export async function catchUp(storage: TestStorage, b: Backlog, uploads = b.bodi
     const pids1 = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
     const db1 = pids1.map((pid) => [procCpu(pid), pids.includes(pid) ? db0.get(pid) : 0] as const);
     if (threads0 !== undefined) {
-      const t1 = threadCpu();
-      const per = [...t1].map(([tid, [name, v]]) => `${name}(${tid}) ${(((v - (threads0.get(tid)?.[1] ?? 0)) * 1e6) / entries).toFixed(1)}`);
+      const per = [...threadCpuMs()].map(([tid, [name, ms]]) => `${name}(${tid}) ${(((ms - (threads0.get(tid)?.[1] ?? 0)) * 1e3) / entries).toFixed(1)}`);
       console.log(`CPU µs per entry by thread: ${per.join(', ')}`);
     }
     if (profiler !== undefined && PROFILE !== undefined) await stopProfiler(profiler, `${PROFILE}-${storage.name}.cpuprofile`);

@@ -18,6 +18,7 @@ export type { TimeRange } from './store/history.js';
 // Transports (gateway/transport/)
 export type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, RejectCode, Transport, TransportKind, TransportStatus } from './transport/types.js';
 export { SerialTransport, type SerialTransportOptions } from './transport/serial.js';
+export { EventLoopLinuxBinding, EventLoopPortBinding } from './transport/serial-binding.js';
 export { BleTransport, type BleTransportOptions } from './transport/ble.js';
 export { MemoryTransport, type MemoryDevice, type MemoryTransportOptions } from './transport/memory.js';
 export type { RateCaps } from './transport/endpoint.js';

@@ -2,7 +2,8 @@
  * Packs on USB-serial adapters (issue 6 item 2; docs/protocol.md §5): the SerialTransport watches a
  * list of explicit paths and globs (`/dev/ttyUSB*`, `/dev/serial/by-id/usb-*`) by polling — udev
  * may be absent and `SerialPort.list()` never lists ptys (NOTES.md) — opens every matching port with
- * serialport 13, decodes lines with a fresh LineInput per connection, and reopens after an unplug.
+ * serialport 13 (on Linux through serial-binding.ts), decodes lines with a fresh LineInput per
+ * connection, and reopens after an unplug.
  *
  * Reconnects: a port that closes (unplug: serialport's `close` with a DisconnectedError, NOTES.md)
  * is retried after an exponential backoff with jitter; a path found missing is `absent` and is
@@ -17,11 +18,13 @@
  */
 import { realpath, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
+import { SerialPortStream } from '@serialport/stream';
 import { SerialPort } from 'serialport';
 import { encodeLine, MAX_LINE_BYTES, type Message } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
 import { Channel, down, EndpointCounters, InputGate, SafeEvents, sourceText, totals, type RateCaps } from './endpoint.js';
 import { expandGlob, hasMagic } from './glob.js';
+import { EventLoopLinuxBinding } from './serial-binding.js';
 import { LineInput } from './input.js';
 import { Backoff, integerIn, positive, type BackoffOptions } from './limits.js';
 import type { ChannelEvents, EndpointState, EndpointStatus, Transport, TransportStatus } from './types.js';
@@ -45,6 +48,12 @@ export interface SerialTransportOptions {
   readonly random?: () => number;
 }
 
+/**
+ * An open port: on Linux serialport's stream over EventLoopLinuxBinding (serial-binding.ts: reads
+ * and writes on the event loop, not libuv's thread pool), elsewhere serialport's own binding.
+ */
+type Port = SerialPortStream;
+
 /** A connection that lasted this long resets the backoff. */
 const STABLE_MS = 10_000;
 /** How long close() waits for serialport before giving up on the port. */
@@ -61,7 +70,7 @@ class SerialEndpoint {
   present = false;
   timer: NodeJS.Timeout | undefined;
   nextAttemptAt: number | undefined;
-  port: SerialPort | undefined;
+  port: Port | undefined;
   channel: Channel | undefined;
   input: LineInput | undefined;
   realPath: string | undefined;
@@ -233,10 +242,10 @@ export class SerialTransport implements Transport {
     ep.realPath = real;
     const opened = await openPort(ep.path, this.baudRate);
     if (!this.running()) {
-      if (opened instanceof SerialPort) await closePort(opened);
+      if (opened instanceof SerialPortStream) await closePort(opened);
       return;
     }
-    if (opened instanceof SerialPort) {
+    if (opened instanceof SerialPortStream) {
       this.attach(ep, opened);
       return;
     }
@@ -246,7 +255,7 @@ export class SerialTransport implements Transport {
     this.schedule(ep);
   }
 
-  private attach(ep: SerialEndpoint, port: SerialPort): void {
+  private attach(ep: SerialEndpoint, port: Port): void {
     const events = this.events;
     if (!events) return;
     const ch: Channel = new Channel(ep.id, ep.source, 'serial', (msg) => this.write(ep, ch, msg), (reason) => this.closeChannel(ep, ch, reason), ep.counters);
@@ -359,11 +368,14 @@ async function exists(path: string): Promise<boolean> {
  * Opens `path`; resolves with the port or the error (never rejects). An open that has not completed
  * after OPEN_TIMEOUT_MS is an error, and the port is closed should it open later.
  */
-function openPort(path: string, baudRate: number): Promise<SerialPort | Error> {
+function openPort(path: string, baudRate: number): Promise<Port | Error> {
   return new Promise((resolve) => {
-    let port: SerialPort;
+    let port: Port;
     try {
-      port = new SerialPort({ path, baudRate, autoOpen: false });
+      port =
+        process.platform === 'linux'
+          ? new SerialPortStream({ binding: EventLoopLinuxBinding, path, baudRate, autoOpen: false })
+          : new SerialPort({ path, baudRate, autoOpen: false });
     } catch (e) {
       resolve(e instanceof Error ? e : new Error(String(e)));
       return;
@@ -382,7 +394,7 @@ function openPort(path: string, baudRate: number): Promise<SerialPort | Error> {
 }
 
 /** Closes a port, giving up after CLOSE_TIMEOUT_MS (never rejects). */
-function closePort(port: SerialPort): Promise<void> {
+function closePort(port: Port): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
     port.close(() => {
