@@ -6,7 +6,8 @@
  * its baseline and its table with the target each figure is held to.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -208,3 +209,21 @@ export function splitThreadCpu(
   }
   return out;
 }
+
+/** Starts a CPU profile of this thread (BENCH_PROFILE), sampling every 100 µs. */
+export async function startProfiler(): Promise<Session> {
+  const s = new Session();
+  s.connect();
+  await s.post('Profiler.enable');
+  await s.post('Profiler.setSamplingInterval', { interval: 100 });
+  await s.post('Profiler.start');
+  return s;
+}
+
+/** Stops the profile and writes it to `file` (Chrome DevTools' .cpuprofile). */
+export async function stopProfiler(s: Session, file: string): Promise<void> {
+  const { profile } = await s.post('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  s.disconnect();
+}
+

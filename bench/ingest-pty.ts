@@ -15,6 +15,7 @@
  *   node --import tsx bench/ingest-pty.ts device <dir> <packs> <window>   (the child; internal)
  */
 import { spawn } from 'node:child_process';
+import type { Session } from 'node:inspector/promises';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -25,9 +26,11 @@ import { encodeLine, gatewayOrigin, LineDecoder } from '../protocol/index.js';
 import { createPtyPair, type PtyPair } from '../hw-sim/index.js';
 import { EventLoopLinuxBinding, IngestPipeline, LogStore, SerialTransport, logPort } from '../gateway/index.js';
 import { fixture, median, parallelRawRate, rawVerifyPerCpuSecond, rawVerifyRate, type Fixture, type ThreadCpu } from './gateway-ingest.js';
-import { nodeArgsFor, splitThreadCpu, threadCpuMs, type Result } from './harness.js';
+import { nodeArgsFor, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const here = fileURLToPath(import.meta.url);
+/** BENCH_PROFILE=path: a main-thread CPU profile of each run's timed part, written to path-pty-<run>.cpuprofile. */
+const PROFILE = process.env['BENCH_PROFILE'];
 
 interface DeviceReport {
   readonly frames: number;
@@ -81,7 +84,7 @@ interface PtyRun {
  * worker isolates spend their first thousands of frames in V8's optimising compiler, on V8's
  * threads; a gateway runs for months): the store's size is sampled every 5 ms.
  */
-async function ptyRun(fx: Fixture, workers: number, window: number, warmup: number): Promise<PtyRun> {
+async function ptyRun(fx: Fixture, workers: number, window: number, warmup: number, run = 0): Promise<PtyRun> {
   const threadsBefore = threadCpuMs(); // the verification workers are the threads started after this
   const dir = await mkdtemp(join(tmpdir(), 'bench-ingest-pty-'));
   const pairs: PtyPair[] = [];
@@ -116,8 +119,12 @@ async function ptyRun(fx: Fixture, workers: number, window: number, warmup: numb
     child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
     let from: Snapshot | undefined;
     let to: Snapshot | undefined;
+    let profiler: Promise<Session> | undefined;
     sampler = setInterval(() => {
-      if (from === undefined && log.size >= warmup) from = snapshot(pairs, child.pid);
+      if (from === undefined && log.size >= warmup) {
+        from = snapshot(pairs, child.pid);
+        if (PROFILE !== undefined) profiler = startProfiler();
+      }
       if (to === undefined && log.size >= total) {
         to = snapshot(pairs, child.pid);
         clearInterval(sampler);
@@ -125,6 +132,7 @@ async function ptyRun(fx: Fixture, workers: number, window: number, warmup: numb
     }, 5);
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
     clearInterval(sampler);
+    if (profiler !== undefined) await stopProfiler(await profiler, `${PROFILE ?? ''}-pty-${run}.cpuprofile`);
     if (code !== 0) throw new Error(`bench: pty device process exited with ${code}`);
     const report = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as DeviceReport;
     if (log.size !== total || report.frames !== total || from === undefined || to === undefined) {
@@ -170,7 +178,7 @@ export async function ptyIngestBenchmarks(opts: { packs?: number; perPack?: numb
   let parallel = await parallelRawRate(cores, 1000);
   let rawCpu = rawVerifyPerCpuSecond(fx);
   for (let r = 0; r < 3; r++) {
-    const run = await ptyRun(fx, cores, window, warmup);
+    const run = await ptyRun(fx, cores, window, warmup, r);
     const rawAfter = rawVerifyRate(fx);
     const parallelAfter = await parallelRawRate(cores, 1000);
     const rawCpuAfter = rawVerifyPerCpuSecond(fx);

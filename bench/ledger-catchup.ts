@@ -15,15 +15,14 @@
  * wall-clock ratio approaches it as the machine gets quieter.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { DEFAULT_IN_FLIGHT } from '../gateway/index.js';
 import { Ledger } from '../ledger/ledger.js';
 import { embeddedStorage, postgresStorage, T0, TestFactory, TestGateway, testWitness, type TestStorage } from '../ledger/ledger-testkit.js';
-import { baselineVerifyRate, formatTable, threadCpuMs, type Result } from './harness.js';
+import { baselineVerifyRate, formatTable, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const LARGE = process.env['BENCH_LARGE'] === '1';
 const BATCH = 8192;
@@ -34,21 +33,6 @@ const UPLOAD = '/v1/gateway/upload';
 const PROFILE = process.env['BENCH_PROFILE'];
 /** BENCH_THREADS=1: print each thread's CPU µs per entry of each timed catch-up (Linux /proc). */
 const THREADS = process.env['BENCH_THREADS'] === '1';
-
-async function startProfiler(): Promise<Session> {
-  const s = new Session();
-  s.connect();
-  await s.post('Profiler.enable');
-  await s.post('Profiler.setSamplingInterval', { interval: 100 });
-  await s.post('Profiler.start');
-  return s;
-}
-
-async function stopProfiler(s: Session, file: string): Promise<void> {
-  const { profile } = await s.post('Profiler.stop');
-  writeFileSync(file, JSON.stringify(profile));
-  s.disconnect();
-}
 
 /** CPU seconds a process has used (utime + stime from /proc/PID/stat); undefined when unreadable (another host). */
 function procCpu(pid: number): number | undefined {

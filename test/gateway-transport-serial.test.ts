@@ -273,13 +273,20 @@ describe('EventLoopLinuxBinding (reads and writes on the event loop) on a raw pt
     pty = await createPtyPair({ dir, name: 'binding' });
   });
   afterAll(async () => {
-    for (const p of ports) if (p.isOpen) await new Promise((r) => p.close(r));
+    for (const p of ports) {
+      if (p.isOpen) await new Promise((r) => { p.close(r); });
+    }
     await pty.stop();
   });
   const open = async (path: string): Promise<SerialPortStream> => {
     const p = new SerialPortStream({ binding: EventLoopLinuxBinding, path, baudRate: 115_200, autoOpen: false });
     ports.push(p);
-    await new Promise<void>((resolve, reject) => p.open((e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) => {
+      p.open((e) => {
+        if (e) reject(e);
+        else resolve();
+      });
+    });
     return p;
   };
 
