@@ -12,6 +12,7 @@
  * Run alone: node --import tsx bench/gateway-ingest.ts
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import type { Session } from 'node:inspector/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,11 @@ import { Worker } from 'node:worker_threads';
 import { gatewayOrigin, parseSign1, verifySignature, type Message, type TrustStore, type VerifiedDevice } from '../protocol/index.js';
 import { TestFactory, type TestPack } from '../gateway/ingest/ingest-testkit.js';
 import { type DeviceChannel, IngestPipeline, logPort, LogStore, VerifyPool } from '../gateway/index.js';
-import { measure, splitThreadCpu, threadCpuMs, type Result } from './harness.js';
+import { measure, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
+
+/** BENCH_PROFILE=path: a main-thread CPU profile of each ingest run's timed part, written to path-ingest-<n>.cpuprofile. */
+const PROFILE = process.env['BENCH_PROFILE'];
+let profiles = 0;
 
 export interface Fixture {
   readonly trust: TrustStore;
@@ -156,6 +161,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
     let threadsStart = threadCpuMs();
     let timing = false;
     let timedFrom = 0;
+    let profiler: Promise<Session> | undefined;
     // Event-driven feeding: refill the window when acks arrive (no polling loop burning the main thread).
     await new Promise<void>((resolve, reject) => {
       let scheduled = false;
@@ -167,6 +173,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
           start = process.hrtime.bigint();
           cpu = process.cpuUsage();
           threadsStart = threadCpuMs();
+          if (PROFILE !== undefined) profiler = startProfiler();
         }
         const busy = pipeline.rejects('INGEST_BUSY');
         if (busy > 0) {
@@ -196,6 +203,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
     const seconds = Number(end - start) / 1e9;
     const used = process.cpuUsage(cpu);
     const threadsEnd = threadCpuMs();
+    if (profiler !== undefined) await stopProfiler(await profiler, `${PROFILE ?? ''}-ingest-${++profiles}.cpuprofile`);
     atEnd?.();
     if (store.size !== total) throw new Error(`bench: ${store.size} entries stored, expected ${total}`);
     const timed = total - timedFrom;
