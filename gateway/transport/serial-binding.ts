@@ -5,9 +5,9 @@
  * a round trip through libuv's thread pool per chunk, and a second one for each read that finds
  * nothing yet (EAGAIN). Here the same non-blocking descriptor is read and written with `readSync` /
  * `writeSync` when the poller says it is ready: one system call that never blocks, no thread hop.
- * Measured with 20 ptys acked at once without verification, gateway CPU per frame 15–22 → 14–16 µs;
- * in the full 20-pty ingest, V8's and libuv's threads 14–17 → 10–11 µs per frame, the main thread
- * taking some of it back (reads are now its own).
+ * Measured with 20 ptys acked at once without verification, gateway CPU per frame 15–22 µs (median
+ * 19, 6 runs) → 13.5–18.6 µs (median 15, 12 runs); in the full 20-pty ingest, V8's and libuv's
+ * threads 14–17 → 10–11 µs per frame, the main thread taking some of it back (reads are its own).
  *
  * The library's poller also restarts its uv_poll with only the event of the latest request, so a
  * write waiting for room stalled as soon as a read re-armed the poller (and the reverse): `ready`
