@@ -35,7 +35,6 @@ const PROFILE = process.env['BENCH_PROFILE'];
 interface DeviceReport {
   readonly frames: number;
   readonly ms: number;
-  readonly cpuMs: number;
 }
 
 /** utime + stime of a process in ms, from /proc (100 Hz ticks); 0 where it cannot be read. */
@@ -225,7 +224,6 @@ function lineStarts(buf: Buffer): number[] {
 
 /** The devices: one serialport per pack, hello on request, then frames within the ack window. */
 async function devices(dir: string, packs: number, window: number): Promise<void> {
-  const cpu0 = process.cpuUsage();
   let start: bigint | undefined;
   let framesAcked = 0;
   let totalFrames = 0;
@@ -289,7 +287,6 @@ async function devices(dir: string, packs: number, window: number): Promise<void
   await finished;
   clearTimeout(watchdog);
   const ms = Number(process.hrtime.bigint() - (start ?? 0n)) / 1e6;
-  const used = process.cpuUsage(cpu0);
   await Promise.all(
     ports.map(
       (p) =>
@@ -301,7 +298,7 @@ async function devices(dir: string, packs: number, window: number): Promise<void
     ),
   );
   if (framesAcked !== totalFrames) throw new Error(`bench: ${framesAcked} frames acked, expected ${totalFrames}`);
-  const report: DeviceReport = { frames: framesAcked, ms, cpuMs: (used.user + used.system) / 1000 };
+  const report: DeviceReport = { frames: framesAcked, ms };
   process.stdout.write(JSON.stringify(report) + '\n');
 }
 
