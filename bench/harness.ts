@@ -167,6 +167,17 @@ export function sibling(moduleUrl: string, name: string): string {
   return join(dirname(self), name + extname(self));
 }
 
+/** CPU ms a process has used so far (utime + stime from /proc/PID/stat, 100 Hz ticks); undefined when unreadable (gone, or no /proc). */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * CPU ms used so far by each thread of this process (/proc/self/task; empty where there is no
  * /proc): tid → [thread name, ms]. Threads are named by Node/V8/libuv (`node` for the main and

@@ -16,7 +16,6 @@
  */
 import { spawn } from 'node:child_process';
 import type { Session } from 'node:inspector/promises';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +25,7 @@ import { encodeLine, gatewayOrigin, LineDecoder } from '../protocol/index.js';
 import { createPtyPair, type PtyPair } from '../hw-sim/index.js';
 import { EventLoopLinuxBinding, IngestPipeline, LogStore, SerialTransport, logPort } from '../gateway/index.js';
 import { fixture, median, parallelRawRate, rawVerifyPerCpuSecond, rawVerifyRate, type Fixture, type ThreadCpu } from './gateway-ingest.js';
-import { nodeArgsFor, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
+import { nodeArgsFor, processCpuMs, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const here = fileURLToPath(import.meta.url);
 /** BENCH_PROFILE=path: a main-thread CPU profile of each run's timed part, written to path-pty-<run>.cpuprofile. */
@@ -37,19 +36,9 @@ interface DeviceReport {
   readonly ms: number;
 }
 
-/** utime + stime of a process in ms, from /proc (100 Hz ticks); 0 where it cannot be read. */
-function cpuMsOf(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
-    return (Number(stat[11]) + Number(stat[12])) * 10;
-  } catch {
-    return 0;
-  }
-}
-
-/** What the clocks say at one moment of a run: wall, this process (whole and per thread), the socat relays, the device child. */
+/** What the clocks say at one moment of a run: entries stored, wall, this process (whole and per thread), the socat relays, the device child. */
 interface Snapshot {
+  readonly size: number;
   readonly at: bigint;
   readonly cpu: NodeJS.CpuUsage;
   readonly threads: Map<string, [string, number]>;
@@ -57,13 +46,15 @@ interface Snapshot {
   readonly deviceMs: number;
 }
 
-function snapshot(pairs: readonly PtyPair[], device: number | undefined): Snapshot {
+function snapshot(size: number, pairs: readonly PtyPair[], device: number | undefined): Snapshot {
+  const cpuMs = (pid: number | undefined): number => (pid === undefined ? 0 : (processCpuMs(pid) ?? 0));
   return {
+    size,
     at: process.hrtime.bigint(),
     cpu: process.cpuUsage(),
     threads: threadCpuMs(),
-    socatMs: pairs.reduce((s, p) => s + cpuMsOf(p.pid), 0),
-    deviceMs: cpuMsOf(device),
+    socatMs: pairs.reduce((s, p) => s + cpuMs(p.pid), 0),
+    deviceMs: cpuMs(device),
   };
 }
 
@@ -121,11 +112,11 @@ async function ptyRun(fx: Fixture, workers: number, window: number, warmup: numb
     let profiler: Promise<Session> | undefined;
     sampler = setInterval(() => {
       if (from === undefined && log.size >= warmup) {
-        from = snapshot(pairs, child.pid);
+        from = snapshot(log.size, pairs, child.pid);
         if (PROFILE !== undefined) profiler = startProfiler();
       }
       if (to === undefined && log.size >= total) {
-        to = snapshot(pairs, child.pid);
+        to = snapshot(log.size, pairs, child.pid);
         clearInterval(sampler);
       }
     }, 5);
@@ -137,7 +128,7 @@ async function ptyRun(fx: Fixture, workers: number, window: number, warmup: numb
     if (log.size !== total || report.frames !== total || from === undefined || to === undefined) {
       throw new Error(`bench: ${log.size} entries stored and ${report.frames} acked, expected ${total}`);
     }
-    const timed = Math.max(1, total - warmup);
+    const timed = to.size - from.size; // frames stored between the two samples
     const cpu = (to.cpu.user + to.cpu.system - from.cpu.user - from.cpu.system) / 1000;
     return {
       rate: timed / (Number(to.at - from.at) / 1e9),
@@ -204,7 +195,7 @@ export async function ptyIngestBenchmarks(opts: { packs?: number; perPack?: numb
       name: `ingest from ${fx.packs.length} ptys: SerialTransport + verify (${cores} workers) + dedupe + LogStore append + ack`,
       opsPerSec: median(rates),
       note:
-        `${total - warmup} frames timed after ${warmup} of warm-up, window ${window} per pack; ${median(vsCores).toFixed(3)} of raw × ${cores} cores, ` +
+        `≈ ${total - warmup} frames timed after ${warmup} of warm-up, window ${window} per pack; ${median(vsCores).toFixed(3)} of raw × ${cores} cores, ` +
         `${median(vsParallel).toFixed(3)} of parallel raw (the device process and socat on the same cores); whole run from a cold start: ${median(coldRates).toFixed(0)} frames/s. ` +
         `Gateway alone: ${median(perCpu).toFixed(3)} of raw per CPU-second; CPU per frame: gateway ${us(cpu.gateway)} (verify workers ${tus(cpu.workers)}, ` +
         `main thread ${tus(cpu.main)}, V8 GC and libuv threads ${tus(cpu.other)}), device process ${us(cpu.device)}, socat ${us(cpu.socat)}`,

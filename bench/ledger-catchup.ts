@@ -15,14 +15,13 @@
  * wall-clock ratio approaches it as the machine gets quieter.
  */
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { DEFAULT_IN_FLIGHT } from '../gateway/index.js';
 import { Ledger } from '../ledger/ledger.js';
 import { embeddedStorage, postgresStorage, T0, TestFactory, TestGateway, testWitness, type TestStorage } from '../ledger/ledger-testkit.js';
-import { baselineVerifyRate, formatTable, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
+import { baselineVerifyRate, formatTable, processCpuMs, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const LARGE = process.env['BENCH_LARGE'] === '1';
 const BATCH = 8192;
@@ -33,16 +32,6 @@ const UPLOAD = '/v1/gateway/upload';
 const PROFILE = process.env['BENCH_PROFILE'];
 /** BENCH_THREADS=1: print each thread's CPU µs per entry of each timed catch-up (Linux /proc). */
 const THREADS = process.env['BENCH_THREADS'] === '1';
-
-/** CPU seconds a process has used (utime + stime from /proc/PID/stat); undefined when unreadable (another host). */
-function procCpu(pid: number): number | undefined {
-  try {
-    const f = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
-  } catch {
-    return undefined;
-  }
-}
 
 /** CPU µs of one raw Ed25519 verify (cached key), median of 3 rounds of 5000. */
 export function verifyCpuUs(): number {
@@ -117,7 +106,7 @@ export async function catchUp(storage: TestStorage, b: Backlog, uploads = b.bodi
     const pids = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
     const profiler = PROFILE === undefined ? undefined : await startProfiler();
     const threads0 = THREADS ? threadCpuMs() : undefined;
-    const db0 = new Map(pids.map((pid) => [pid, procCpu(pid)]));
+    const db0 = new Map(pids.map((pid) => [pid, processCpuMs(pid)]));
     const cpu0 = process.cpuUsage();
     const start = process.hrtime.bigint();
     // As the gateway's sync client sends them: up to IN_FLIGHT uploads at once, answers taken in order.
@@ -138,7 +127,7 @@ export async function catchUp(storage: TestStorage, b: Backlog, uploads = b.bodi
     const cpu = process.cpuUsage(cpu0);
     // Every server process of the database now: the pool may have opened connections during the run (counted from 0).
     const pids1 = storage.options.kind === 'postgres' ? await backendPids(storage.options.url) : [];
-    const db1 = pids1.map((pid) => [procCpu(pid), pids.includes(pid) ? db0.get(pid) : 0] as const);
+    const db1 = pids1.map((pid) => [processCpuMs(pid), pids.includes(pid) ? db0.get(pid) : 0] as const);
     if (threads0 !== undefined) {
       const per = [...threadCpuMs()].map(([tid, [name, ms]]) => `${name}(${tid}) ${(((ms - (threads0.get(tid)?.[1] ?? 0)) * 1e3) / entries).toFixed(1)}`);
       console.log(`CPU µs per entry by thread: ${per.join(', ')}`);
@@ -146,7 +135,7 @@ export async function catchUp(storage: TestStorage, b: Backlog, uploads = b.bodi
     if (profiler !== undefined && PROFILE !== undefined) await stopProfiler(profiler, `${PROFILE}-${storage.name}.cpuprofile`);
     let dbUs: number | undefined = storage.options.kind === 'postgres' ? 0 : undefined;
     db1.forEach(([v, v0]) => {
-      dbUs = dbUs === undefined || v === undefined || v0 === undefined ? undefined : dbUs + ((v - v0) * 1e6) / entries;
+      dbUs = dbUs === undefined || v === undefined || v0 === undefined ? undefined : dbUs + ((v - v0) * 1e3) / entries;
     });
     return { entries, rate: entries / s, nodeUs: (cpu.user + cpu.system) / entries, dbUs };
   } finally {
