@@ -71,6 +71,7 @@ ingest:
   maxQueued: 8192       # frames waiting for verification; beyond: INGEST_BUSY (not acked, device resends)
   maxInFlight: 16384
   maxInFlightPerChannel: 1024
+  holdInputAt: 2048     # serial ports stop reading at this many frames in flight, until half are acked (0: never)
   clockSkewToleranceMs: 300000   # device clocks further off are flagged
 
 upstream:               # sync to the ledger

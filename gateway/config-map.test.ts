@@ -24,7 +24,7 @@ describe('config → part options', () => {
     expect(await mqttPublisherOptions(c, { version: '0.1.0' })).toBeUndefined();
     expect(logStoreOptions(c)).toEqual({ dir: join(tmp, 'log'), origin: 'packchain.gateway/gw1', quotaBytes: 8 * 2 ** 30, maxBatchEntries: 1024 });
     expect(checkpointPolicy(c)).toEqual({ everyEntries: 1000, everyMs: 10_000 });
-    expect(pipelineOptions(c)).toEqual({ stateDir: tmp, verify: { maxQueued: 8192 }, maxInFlight: 16_384, maxInFlightPerChannel: 1024, skewToleranceMs: 300_000 });
+    expect(pipelineOptions(c)).toEqual({ stateDir: tmp, verify: { maxQueued: 8192 }, maxInFlight: 16_384, maxInFlightPerChannel: 1024, holdInputAt: 2048, skewToleranceMs: 300_000 });
   });
 
   it('the parts accept the options of the smallest and largest values the config allows', async () => {

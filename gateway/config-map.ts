@@ -61,6 +61,7 @@ export function pipelineOptions(c: GatewayConfig): Omit<PipelineOptions, 'log' |
     verify: { ...(i.workers === 'auto' ? {} : { workers: i.workers }), maxQueued: i.maxQueued },
     maxInFlight: i.maxInFlight,
     maxInFlightPerChannel: i.maxInFlightPerChannel,
+    holdInputAt: i.holdInputAt,
     skewToleranceMs: i.clockSkewToleranceMs,
   };
 }

@@ -69,6 +69,7 @@ export interface IngestConfig {
   readonly maxQueued: number;
   readonly maxInFlight: number;
   readonly maxInFlightPerChannel: number;
+  readonly holdInputAt: number;
   readonly clockSkewToleranceMs: number;
 }
 
@@ -279,6 +280,7 @@ export const CONFIG_SCHEMA: Spec<GatewayConfig> = obj<GatewayConfig>({
       maxQueued: { spec: int(1, 1_000_000), default: 8192, doc: 'frames waiting for verification; beyond: INGEST_BUSY, not acked' },
       maxInFlight: { spec: int(1, 10_000_000), default: 16_384, doc: 'frames received and not yet acked, all channels' },
       maxInFlightPerChannel: { spec: int(1, 1_000_000), default: 1024, doc: 'the same, per channel' },
+      holdInputAt: { spec: int(0, 10_000_000), default: 2048, doc: 'frames in flight at which serial ports stop reading until half are acked (0: never)' },
       clockSkewToleranceMs: { spec: int(0, DAY_MS), default: 300_000, doc: 'device clocks further off are flagged in status, ms' },
     }),
     doc: 'verification pipeline',

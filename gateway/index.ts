@@ -16,7 +16,7 @@ export type { PackEntry } from './store/packs.js';
 export type { TimeRange } from './store/history.js';
 
 // Transports (gateway/transport/)
-export type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, RejectCode, Transport, TransportKind, TransportStatus } from './transport/types.js';
+export type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, InputFlow, RejectCode, Transport, TransportKind, TransportStatus } from './transport/types.js';
 export { SerialTransport, type SerialTransportOptions } from './transport/serial.js';
 export { EventLoopLinuxBinding, EventLoopPortBinding } from './transport/serial-binding.js';
 export { BleTransport, type BleTransportOptions } from './transport/ble.js';

@@ -13,7 +13,7 @@ import { SerialPort } from 'serialport';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Fleet, createPtyPair, type PtyPair } from '../hw-sim/index.js';
 import { encodeLine } from '../protocol/index.js';
-import { EventLoopLinuxBinding, SerialTransport } from '../gateway/index.js';
+import { EventLoopLinuxBinding, SerialTransport, type InputFlow } from '../gateway/index.js';
 import { everyFrameDelivered, GatewayTestHost, Recorder, TestFactory, until } from './gateway-testkit.js';
 
 const PACKS = 5;
@@ -129,6 +129,24 @@ class RawDevice {
   }
 }
 
+/** A flow the test holds and lets go by hand (the pipeline's, gateway/ingest/pipeline.ts, in production). */
+class ManualFlow implements InputFlow {
+  held = false;
+  readonly #listeners = new Set<(held: boolean) => void>();
+  set(held: boolean): void {
+    this.held = held;
+    for (const l of this.#listeners) l(held);
+  }
+  watch(listener: (held: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+class HeldRecorder extends Recorder {
+  readonly flow = new ManualFlow();
+}
+
 const notice = (i: number): Uint8Array => encodeLine({ type: 'error', code: 'FLOOD', message: `line ${i}` });
 
 describe('SerialTransport against a misbehaving device on a raw pty', () => {
@@ -193,6 +211,36 @@ describe('SerialTransport against a misbehaving device on a raw pty', () => {
     }
     expect(probed()).toBe(true);
     expect(rec.rejects.filter((r) => r.code !== 'RATE_LIMITED').map((r) => r.code)).not.toContain('LINE_CRC');
+  });
+
+  it('stops reading while the pipeline holds input back and reads everything the device sent meanwhile once it lets go', async () => {
+    const device = await RawDevice.create(rawDir, 'held');
+    const rec = new HeldRecorder();
+    const t = new SerialTransport({ ports: [device.pty.hostPath], pollMs: 50, backoff: { initialMs: 20, maxMs: 200 } });
+    cleanup.push(async () => {
+      await t.stop();
+      await device.close();
+      await device.pty.stop();
+    });
+    rec.flow.set(true); // held before the port opens: it opens paused
+    await t.start(rec);
+    await until(() => rec.opens.length > 0, 'held open');
+    await device.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => notice(i))));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(rec.messages).toEqual([]);
+    rec.flow.set(false);
+    await until(() => rec.messages.length === 10, 'the first lines once released');
+    rec.flow.set(true);
+    const lines = Array.from({ length: 300 }, (_, i) => notice(10 + i)); // ≈ 12 KB: more than a pty buffers
+    await device.write(Buffer.concat(lines));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(rec.messages.length).toBe(10);
+    expect(t.status().endpoints[0]?.bytesIn).toBe(Buffer.concat(Array.from({ length: 10 }, (_, i) => notice(i))).length);
+    rec.flow.set(false);
+    await until(() => rec.messages.length === 310, 'every line once released');
+    expect(rec.messages.map((m) => (m.type === 'error' ? m.message : '')).at(-1)).toBe('line 309');
+    expect(rec.rejects).toEqual([]);
+    expect(rec.closes).toEqual([]);
   });
 
   it('rejects a line over the port line cap as LINE_TOO_LONG and decodes the next one', async () => {

@@ -225,6 +225,45 @@ describe('IngestPipeline', () => {
     await expect.poll(() => acked(d)).toEqual([0, 1, 2, 3]);
   });
 
+  it('when frames pile up awaiting storage › holds input back at holdInputAt and lets it go once half are acked', async () => {
+    const log = new MemoryLog();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = Object.assign(Object.create(log) as MemoryLog, {
+      append: async (e: Parameters<MemoryLog['append']>[0]) => {
+        await gate;
+        return log.append(e);
+      },
+    });
+    const { pipeline, device } = await setup({ log: slow, holdInputAt: 6 });
+    const changes: boolean[] = [];
+    const unwatch = pipeline.events.flow?.watch((held) => changes.push(held));
+    const d = device(pack.hello());
+    await verified(pipeline);
+    for (let c = 0; c < 5; c++) d.send(frame(pack.frame(c)));
+    await expect.poll(() => pipeline.status().inFlight).toBe(5);
+    expect(pipeline.events.flow?.held).toBe(false);
+    d.send(frame(pack.frame(5)));
+    await expect.poll(() => pipeline.events.flow?.held).toBe(true);
+    expect(changes).toEqual([true]);
+    // A transport that cannot hold back (or a chunk already being decoded) still gets its frames in.
+    d.send(frame(pack.frame(6)));
+    await expect.poll(() => pipeline.status().inFlight).toBe(7);
+    expect(pipeline.status()).toMatchObject({ inputHeld: true, inputHolds: 1 });
+    release();
+    await expect.poll(() => acked(d)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(changes).toEqual([true, false]);
+    expect(pipeline.status()).toMatchObject({ inFlight: 0, inputHeld: false, inputHolds: 1 });
+    expect(pipeline.rejects('INGEST_BUSY')).toBe(0);
+    unwatch?.();
+    for (let c = 7; c < 13; c++) d.send(frame(pack.frame(c)));
+    await expect.poll(() => acked(d).length).toBe(13);
+    expect(changes).toEqual([true, false]); // no longer watching
+    expect(pipeline.status().inputHolds).toBe(2);
+  });
+
   it('when a device sends garbage, hostile frames and host-only messages › counts each and keeps running', async () => {
     const { pipeline, log, device } = await setup();
     const d = device(pack.hello());
@@ -276,7 +315,7 @@ describe('IngestPipeline', () => {
     cleanups.push(() => {
       rmSync(dir, { recursive: true, force: true });
     });
-    for (const bad of [{ maxInFlight: 0 }, { appendBatchMax: 1e9 }, { window: 0 }, { verify: { workers: -1 } }]) {
+    for (const bad of [{ maxInFlight: 0 }, { holdInputAt: -1 }, { appendBatchMax: 1e9 }, { window: 0 }, { verify: { workers: -1 } }]) {
       await expect(IngestPipeline.open({ log: new MemoryLog(), trust, stateDir: dir, ...bad })).rejects.toSatisfy((e) => isGatewayError(e, 'INGEST_CONFIG'));
     }
   });

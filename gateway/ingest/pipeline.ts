@@ -6,15 +6,20 @@
  * after the append resolved (DESIGN.md decision 4). Every refusal is quarantined with its reason code
  * and the frame is not acked, so the device keeps it; nothing a device sends throws out of a handler.
  *
+ * Input is held back before it piles up: once `holdInputAt` frames are in flight the pipeline's
+ * `events.flow` is held and transports that can stop reading do (serial ports pause; the bytes wait
+ * in the kernel and the device), until half of them are stored and acked. Every frame parsed and
+ * waiting costs memory, and the garbage collector copies each one that is alive when it runs, so
+ * queueing beyond what keeps the cores busy only costs (docs/gateway.md "Holding input back").
  * Memory is bounded by caps on frames in flight (per channel and in total) and on the verification
  * queue: beyond them a frame is refused with INGEST_BUSY and not acked — back-pressure onto the
- * devices' resend rings instead of growth. The per-pack counter state is snapshotted (state.ts) so
+ * devices' resend rings instead of growth, for the input no transport held back. The per-pack counter state is snapshotted (state.ts) so
  * that a restart replays only the log entries written since the last snapshot.
  */
 import { ackMessages, sha256, toHex, type LogLeaf, type Message, type TrustStore } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
 import type { EncodedLeaf } from '../store/appender.js';
-import type { ChannelEvents, DeviceChannel } from '../transport/types.js';
+import type { ChannelEvents, DeviceChannel, InputFlow } from '../transport/types.js';
 import { DedupeTable, type Classification, type FrameIdentity } from './dedupe.js';
 import { Quarantine, type QuarantineStatus, type RejectInput } from './quarantine.js';
 import { SessionTable, type SessionInfo, type SessionTableOptions } from './session.js';
@@ -41,6 +46,12 @@ export interface PipelineOptions {
   /** Frames between receipt and ack, per channel (1024) and in total (16384). */
   readonly maxInFlightPerChannel?: number;
   readonly maxInFlight?: number;
+  /**
+   * Transports are asked to stop reading (`events.flow` held) at this many frames in flight, and to
+   * read again once half of them are acked (2048: twice what the verification workers hold at once
+   * by default; 0: never).
+   */
+  readonly holdInputAt?: number;
   /** Frames per append call (1024) and append calls outstanding (4). */
   readonly appendBatchMax?: number;
   readonly appendsInFlight?: number;
@@ -64,6 +75,9 @@ export interface PipelineStatus {
   readonly quarantine: QuarantineStatus;
   readonly verify: VerifyPoolStats;
   readonly inFlight: number;
+  /** Whether transports are asked to hold input back now, and how many times they have been. */
+  readonly inputHeld: boolean;
+  readonly inputHolds: number;
   readonly stored: number;
   readonly duplicates: number;
   readonly acksSent: number;
@@ -91,7 +105,8 @@ export class IngestPipeline {
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private counts = { stored: 0, duplicates: 0, acksSent: 0, ackFailures: 0, appendFailures: 0, snapshotFailures: 0 };
-  private readonly limits: { perChannel: number; total: number; batch: number; appends: number; snapEvery: number; snapMs: number };
+  private readonly limits: { perChannel: number; total: number; hold: number; batch: number; appends: number; snapEvery: number; snapMs: number };
+  private readonly flow = new FlowGate();
 
   /** The handlers to give the transports (`transport.start(pipeline.events)`). */
   readonly events: ChannelEvents;
@@ -120,6 +135,7 @@ export class IngestPipeline {
     this.limits = {
       perChannel: opts.maxInFlightPerChannel ?? 1024,
       total: opts.maxInFlight ?? 16_384,
+      hold: opts.holdInputAt ?? 2048,
       batch: opts.appendBatchMax ?? 1024,
       appends: opts.appendsInFlight ?? 4,
       snapEvery: opts.snapshotEvery ?? 10_000,
@@ -142,6 +158,7 @@ export class IngestPipeline {
     // Entries were replayed: a fresh snapshot now keeps the next restart's replay short.
     if (recovery.replayed > 0) this.snapshot();
     this.events = {
+      flow: this.flow,
       open: (ch) => {
         if (!this.closed) this.sessions.open(ch);
       },
@@ -166,6 +183,7 @@ export class IngestPipeline {
     const checks: [string, number | undefined, number, number][] = [
       ['maxInFlightPerChannel', opts.maxInFlightPerChannel, 1, 1_000_000],
       ['maxInFlight', opts.maxInFlight, 1, 10_000_000],
+      ['holdInputAt', opts.holdInputAt, 0, 10_000_000],
       ['appendBatchMax', opts.appendBatchMax, 1, 65_536],
       ['appendsInFlight', opts.appendsInFlight, 1, 64],
       ['snapshotEvery', opts.snapshotEvery, 1, 1e9],
@@ -220,10 +238,12 @@ export class IngestPipeline {
     }
     this.inFlightOf.set(ch, mine + 1);
     this.inFlight++;
+    if (this.inFlight === this.limits.hold) this.flow.set(true);
   }
 
   private release(ch: DeviceChannel): void {
     this.inFlight--;
+    if (this.flow.held && this.inFlight <= this.limits.hold / 2) this.flow.set(false);
     const n = (this.inFlightOf.get(ch) ?? 1) - 1;
     if (n <= 0) this.inFlightOf.delete(ch);
     else this.inFlightOf.set(ch, n);
@@ -377,6 +397,8 @@ export class IngestPipeline {
       quarantine: this.quarantine.status(),
       verify: this.pool.stats,
       inFlight: this.inFlight,
+      inputHeld: this.flow.held,
+      inputHolds: this.flow.holds,
       ...this.counts,
       committedSize: this.committedSize,
       recovery: this.recovery,
@@ -396,6 +418,7 @@ export class IngestPipeline {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    this.flow.set(false);
     this.sessions.close();
     await this.pool.close();
     await this.committer.drain();
@@ -404,5 +427,32 @@ export class IngestPipeline {
       this.snapshot();
       await this.snapshotting;
     }
+  }
+}
+
+/** The pipeline's side of ChannelEvents.flow. */
+class FlowGate implements InputFlow {
+  held = false;
+  holds = 0;
+  readonly #listeners = new Set<(held: boolean) => void>();
+
+  set(held: boolean): void {
+    if (held === this.held) return;
+    this.held = held;
+    if (held) this.holds++;
+    for (const l of [...this.#listeners]) {
+      try {
+        l(held);
+      } catch {
+        // a transport's pause or resume failing must not stop the acks that release it
+      }
+    }
+  }
+
+  watch(listener: (held: boolean) => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
   }
 }

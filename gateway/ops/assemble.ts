@@ -117,6 +117,8 @@ export function assembleSnapshot(src: SnapshotSources): StatusSnapshot {
       stored: p?.stored ?? 0,
       duplicates: p?.duplicates ?? 0,
       inFlight: p?.inFlight ?? 0,
+      inputHeld: p?.inputHeld ?? false,
+      inputHolds: p?.inputHolds ?? 0,
       acksSent: p?.acksSent ?? 0,
       appendFailures: p?.appendFailures ?? 0,
       sessions: p?.sessions.length ?? 0,

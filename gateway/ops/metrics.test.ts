@@ -27,6 +27,8 @@ describe('GatewayMetrics', () => {
         [`${P}frames_rejected_total{code="COSE_SIGNATURE"}`]: 1,
         [`${P}frames_rejected_security_total`]: 1,
         [`${P}frames_in_flight`]: 2,
+        [`${P}input_held`]: 1,
+        [`${P}input_holds_total`]: 5,
         [`${P}missing_counters`]: 3,
         [`${P}gap_ranges`]: 1,
         [`${P}devices`]: 2,

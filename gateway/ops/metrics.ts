@@ -166,6 +166,8 @@ export class GatewayMetrics {
     c('frames_rejected_total', 'rejects by reason code (transport and pipeline; not acked)', (s) => byCode(s.ingest.quarantine.byCode), ['code']);
     c('frames_rejected_security_total', 'rejects that are security events (forgery, replay, revoked, untrusted)', (s) => s.ingest.quarantine.security);
     g('frames_in_flight', 'frames received and not yet acked', (s) => s.ingest.inFlight);
+    g('input_held', '1 while serial ports stop reading (ingest.holdInputAt frames in flight)', (s) => (s.ingest.inputHeld ? 1 : 0));
+    c('input_holds_total', 'times serial ports were asked to stop reading', (s) => s.ingest.inputHolds);
     c('acks_sent_total', 'ack messages sent to devices', (s) => s.ingest.acksSent);
     c('append_failures_total', 'appends the log refused (frames not acked)', (s) => s.ingest.appendFailures);
     g('sessions', 'device sessions (open channels)', (s) => s.ingest.sessions);

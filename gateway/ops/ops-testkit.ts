@@ -77,6 +77,8 @@ export function sampleSnapshot(): StatusSnapshot {
       stored: 12_345,
       duplicates: 7,
       inFlight: 2,
+      inputHeld: true,
+      inputHolds: 5,
       acksSent: 12_000,
       appendFailures: 0,
       sessions: 2,

@@ -59,6 +59,9 @@ export interface IngestSnapshot {
   readonly stored: number;
   readonly duplicates: number;
   readonly inFlight: number;
+  /** Whether serial ports are asked to stop reading now (ingest.holdInputAt), and how often they have been. */
+  readonly inputHeld: boolean;
+  readonly inputHolds: number;
   readonly acksSent: number;
   readonly appendFailures: number;
   readonly sessions: number;

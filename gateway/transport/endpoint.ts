@@ -9,7 +9,7 @@
 import type { Message } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
 import { monotonic, positive, TokenBucket, type Clock } from './limits.js';
-import type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, RejectCode, TransportKind } from './types.js';
+import type { ChannelEvents, DeviceChannel, EndpointState, EndpointStatus, InputFlow, RejectCode, TransportKind } from './types.js';
 
 /** Longest source text a log leaf accepts (protocol leaf.ts MAX_SOURCE_LENGTH). */
 export const MAX_SOURCE_LENGTH = 128;
@@ -200,6 +200,11 @@ export class SafeEvents {
 
   constructor(private readonly events: ChannelEvents) {}
 
+  /** The pipeline's back-pressure, when it has any (ChannelEvents.flow). */
+  get flow(): InputFlow | undefined {
+    return this.events.flow;
+  }
+
   open(ch: DeviceChannel): void {
     this.run('open', ch);
   }
@@ -213,7 +218,7 @@ export class SafeEvents {
     this.run('close', ch, reason);
   }
 
-  private run<K extends keyof ChannelEvents>(name: K, ...args: Parameters<ChannelEvents[K]>): void {
+  private run<K extends 'open' | 'message' | 'reject' | 'close'>(name: K, ...args: Parameters<ChannelEvents[K]>): void {
     try {
       // A handler typed `void` may still be async: a rejection must not become an unhandled one.
       const handler = this.events[name] as (...a: Parameters<ChannelEvents[K]>) => unknown;

@@ -102,6 +102,7 @@ export class SerialTransport implements Transport {
   private polling: Promise<void> | undefined;
   private polls = 0;
   private lastPollError: string | undefined;
+  private unwatchFlow: (() => void) | undefined;
 
   /** Checks the options; throws GatewayError TRANSPORT_CONFIG naming the bad one. */
   constructor(private readonly options: SerialTransportOptions) {
@@ -126,6 +127,14 @@ export class SerialTransport implements Transport {
   async start(events: ChannelEvents): Promise<void> {
     if (this.state !== 'idle') throw new GatewayError('TRANSPORT_STATE', `gateway: transport: serial transport is ${this.state}; expected a new transport`);
     this.events = new SafeEvents(events);
+    // Back-pressure: every open port stops reading while the pipeline holds input back.
+    this.unwatchFlow = events.flow?.watch((held) => {
+      for (const ep of this.endpoints.values()) {
+        if (ep.port?.isOpen !== true) continue;
+        if (held) ep.port.pause();
+        else ep.port.resume();
+      }
+    });
     this.state = 'running';
     await this.pollLoop();
   }
@@ -133,6 +142,7 @@ export class SerialTransport implements Transport {
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
+    this.unwatchFlow?.();
     clearTimeout(this.pollTimer);
     await this.polling;
     for (const ep of this.endpoints.values()) clearTimeout(ep.timer);
@@ -275,6 +285,7 @@ export class SerialTransport implements Transport {
     port.on('data', (chunk: Buffer) => {
       if (ep.channel === ch) ep.input?.push(chunk);
     });
+    if (events.flow?.held === true) port.pause();
     // Errors while open surface on the write that failed or as 'close'; without a listener an
     // 'error' event would be thrown out of the stream and end the process.
     port.on('error', (err: Error) => {

@@ -52,12 +52,26 @@ export type RejectCode = ProtocolErrorCode | 'RATE_LIMITED' | 'QUEUE_OVERFLOW';
  * latest when the transport stops); `message` and `reject` come only between them.
  */
 export interface ChannelEvents {
+  /**
+   * Back-pressure from the pipeline, when it has any: while `held`, a transport that can hold input
+   * back stops reading (serial: the port is paused, the bytes wait in the kernel's tty buffer and
+   * then in the device, which keeps every unacked frame anyway) and reads again when it is released.
+   * A transport that cannot (BLE notifications) ignores it; the pipeline's caps still apply.
+   */
+  readonly flow?: InputFlow;
   /** A (re)connection: the pipeline sends `Q hello` (docs/protocol.md §4.4). */
   open(ch: DeviceChannel): void;
   message(ch: DeviceChannel, msg: Message): void;
   /** A line or chunk the decoder refused, or input dropped over a cap. `raw` is a short printable preview. */
   reject(ch: DeviceChannel, code: RejectCode, detail: string, raw?: string): void;
   close(ch: DeviceChannel, reason: string): void;
+}
+
+/** Whether the pipeline wants input held back now, and a way to hear when that changes. */
+export interface InputFlow {
+  readonly held: boolean;
+  /** Calls `listener` on every change of `held` until the returned function is called. */
+  watch(listener: (held: boolean) => void): () => void;
 }
 
 /** Where a device endpoint stands. */
