@@ -22,6 +22,9 @@ import { TestFactory, type TestPack } from '../gateway/ingest/ingest-testkit.js'
 import { type DeviceChannel, IngestPipeline, logPort, LogStore, VerifyPool } from '../gateway/index.js';
 import { measure, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
+/** BENCH_HOLD=n: the pipeline's holdInputAt (frames in flight at which input is held back) instead of its default, to compare. */
+export const holdInputAt = (): { holdInputAt?: number } => (process.env['BENCH_HOLD'] === undefined ? {} : { holdInputAt: Number(process.env['BENCH_HOLD']) });
+
 /** BENCH_PROFILE=path: a main-thread CPU profile of each ingest run's timed part, written to path-ingest-<n>.cpuprofile. */
 const PROFILE = process.env['BENCH_PROFILE'];
 let profiles = 0;
@@ -137,7 +140,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
   const threadsBefore = threadCpuMs(); // the verification workers are the threads started after this
   const dir = mkdtempSync(join(tmpdir(), 'bench-ingest-'));
   const store = await LogStore.open({ dir: join(dir, 'log'), origin: gatewayOrigin('bench') });
-  const pipeline = await IngestPipeline.open({ log: logPort(store), trust: fx.trust, stateDir: dir, verify: { workers } });
+  const pipeline = await IngestPipeline.open({ log: logPort(store), trust: fx.trust, stateDir: dir, verify: { workers }, ...holdInputAt() });
   try {
     let acked = 0;
     let wake: () => void = () => undefined;
@@ -162,6 +165,7 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
     let timing = false;
     let timedFrom = 0;
     let profiler: Promise<Session> | undefined;
+    const held = (): boolean => pipeline.events.flow?.held === true;
     // Event-driven feeding: refill the window when acks arrive (no polling loop burning the main thread).
     await new Promise<void>((resolve, reject) => {
       let scheduled = false;
@@ -180,8 +184,9 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
           reject(new Error(`bench: ${busy} frames refused INGEST_BUSY`));
           return;
         }
-        while (fed - acked < window && fed < total) {
-          for (let p = 0; p < channels.length && fed - acked < window; p++) {
+        // As a serial transport does, stop feeding while the pipeline holds input back.
+        while (fed - acked < window && fed < total && !held()) {
+          for (let p = 0; p < channels.length && fed - acked < window && !held(); p++) {
             const cose = fx.frames[p]?.[next[p] ?? 0];
             const ch = channels[p];
             if (!cose || !ch) continue;
@@ -197,6 +202,9 @@ export async function ingestRun(fx: Fixture, workers: number, warmup: number, at
         scheduled = true;
         setImmediate(pump);
       };
+      pipeline.events.flow?.watch((held) => {
+        if (!held) wake();
+      });
       pump();
     });
     const end = process.hrtime.bigint();

@@ -24,7 +24,7 @@ import { SerialPortStream } from '@serialport/stream';
 import { encodeLine, gatewayOrigin, LineDecoder } from '../protocol/index.js';
 import { createPtyPair, type PtyPair } from '../hw-sim/index.js';
 import { EventLoopLinuxBinding, IngestPipeline, LogStore, SerialTransport, logPort } from '../gateway/index.js';
-import { fixture, median, parallelRawRate, rawVerifyPerCpuSecond, rawVerifyRate, type Fixture, type ThreadCpu } from './gateway-ingest.js';
+import { fixture, holdInputAt, median, parallelRawRate, rawVerifyPerCpuSecond, rawVerifyRate, type Fixture, type ThreadCpu } from './gateway-ingest.js';
 import { nodeArgsFor, processCpuMs, splitThreadCpu, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const here = fileURLToPath(import.meta.url);
@@ -95,7 +95,7 @@ async function ptyRun(fx: Fixture, workers: number, window: number, warmup: numb
     if (warmup >= total) throw new Error(`bench: warm-up of ${warmup} frames leaves none of ${total} to time`);
     const log = await LogStore.open({ dir: join(dir, 'log'), origin: gatewayOrigin('bench') });
     store = log;
-    pipeline = await IngestPipeline.open({ log: logPort(log), trust: fx.trust, stateDir: dir, verify: { workers } });
+    pipeline = await IngestPipeline.open({ log: logPort(log), trust: fx.trust, stateDir: dir, verify: { workers }, ...holdInputAt() });
     transport = new SerialTransport({
       ports: pairs.map((p) => p.hostPath),
       pollMs: 200,
