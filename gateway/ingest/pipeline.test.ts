@@ -56,6 +56,22 @@ function acked(d: MemoryDevice): number[] {
 
 const frame = (cose: Uint8Array): Message => ({ type: 'frame', cose });
 
+/** A log whose appends wait until `release()`: frames pile up awaiting storage. */
+function gatedLog(): { slow: MemoryLog; release: () => void } {
+  const log = new MemoryLog();
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const slow = Object.assign(Object.create(log) as MemoryLog, {
+    append: async (e: Parameters<MemoryLog['append']>[0]) => {
+      await gate;
+      return log.append(e);
+    },
+  });
+  return { slow, release };
+}
+
 async function verified(p: IngestPipeline, n = 1): Promise<void> {
   await expect.poll(() => p.status().sessions.filter((s) => s.state === 'verified').length).toBe(n);
 }
@@ -205,17 +221,7 @@ describe('IngestPipeline', () => {
   });
 
   it('when a channel has too many frames awaiting storage › refuses INGEST_BUSY instead of queueing more', async () => {
-    const log = new MemoryLog();
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const slow = Object.assign(Object.create(log) as MemoryLog, {
-      append: async (e: Parameters<MemoryLog['append']>[0]) => {
-        await gate;
-        return log.append(e);
-      },
-    });
+    const { slow, release } = gatedLog();
     const { pipeline, device } = await setup({ log: slow, maxInFlightPerChannel: 4 });
     const d = device(pack.hello());
     await verified(pipeline);
@@ -226,17 +232,7 @@ describe('IngestPipeline', () => {
   });
 
   it('when frames pile up awaiting storage › holds input back at holdInputAt and lets it go once half are acked', async () => {
-    const log = new MemoryLog();
-    let release: () => void = () => undefined;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const slow = Object.assign(Object.create(log) as MemoryLog, {
-      append: async (e: Parameters<MemoryLog['append']>[0]) => {
-        await gate;
-        return log.append(e);
-      },
-    });
+    const { slow, release } = gatedLog();
     const { pipeline, device } = await setup({ log: slow, holdInputAt: 6 });
     const changes: boolean[] = [];
     const unwatch = pipeline.events.flow?.watch((held) => changes.push(held));
