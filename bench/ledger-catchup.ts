@@ -24,7 +24,8 @@ import { embeddedStorage, postgresStorage, T0, TestFactory, TestGateway, testWit
 import { baselineVerifyRate, formatTable, processCpuMs, startProfiler, stopProfiler, threadCpuMs, type Result } from './harness.js';
 
 const LARGE = process.env['BENCH_LARGE'] === '1';
-const BATCH = 8192;
+/** Leaves per upload (BENCH_BATCH=n to compare). */
+const BATCH = Number(process.env['BENCH_BATCH'] ?? 8192);
 /** Uploads on the wire at once: the sync client's default (BENCH_IN_FLIGHT=n to compare). */
 const IN_FLIGHT = Number(process.env['BENCH_IN_FLIGHT'] ?? DEFAULT_IN_FLIGHT);
 const UPLOAD = '/v1/gateway/upload';
