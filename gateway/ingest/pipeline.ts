@@ -13,8 +13,9 @@
  * queueing beyond what keeps the cores busy only costs (docs/gateway.md "Holding input back").
  * Memory is bounded by caps on frames in flight (per channel and in total) and on the verification
  * queue: beyond them a frame is refused with INGEST_BUSY and not acked — back-pressure onto the
- * devices' resend rings instead of growth, for the input no transport held back. The per-pack counter state is snapshotted (state.ts) so
- * that a restart replays only the log entries written since the last snapshot.
+ * devices' resend rings instead of growth, for the input no transport held back. The per-pack
+ * counter state is snapshotted (state.ts) so that a restart replays only the log entries written
+ * since the last snapshot.
  */
 import { ackMessages, sha256, toHex, type LogLeaf, type Message, type TrustStore } from '../../protocol/index.js';
 import { GatewayError } from '../errors.js';
