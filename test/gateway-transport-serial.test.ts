@@ -338,11 +338,9 @@ describe('EventLoopLinuxBinding (reads and writes on the event loop) on a raw pt
     return p;
   };
 
-  it('keeps reading while a write waits for the other end to make room, and delivers every byte of both', async () => {
+  it('keeps a write that waits for room armed while a read starts waiting, and delivers every byte of both', async () => {
     const host = await open(pty.hostPath);
     const dev = await open(pty.devicePath);
-    const fromDevice: Buffer[] = [];
-    host.on('data', (b: Buffer) => fromDevice.push(b));
     // Far more than the pty, socat and the device stream buffer while nobody reads the device end.
     const big = Buffer.alloc(4 << 20);
     for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 0xff;
@@ -350,15 +348,20 @@ describe('EventLoopLinuxBinding (reads and writes on the event loop) on a raw pt
     host.write(big, () => (written = true));
     await new Promise((r) => setTimeout(r, 300));
     expect(written).toBe(false); // the write now waits for room
-    // The library's poller restarts with only the latest event: without re-arming, this line would
-    // not be read until the write above had drained.
-    dev.write('from the device while the gateway waits to write\n');
-    await until(() => Buffer.concat(fromDevice).toString().includes('from the device while the gateway waits to write\n'), 'the line read during the pending write');
-    expect(written).toBe(false);
+    // A read starts waiting too. The library's poller restarts with only the latest event: without
+    // re-arming both, the write above would never hear that room came. (This order needs nothing
+    // from the device while the link is congested: socat, blocked writing into the full device
+    // side, relays nothing the other way until the device reads.)
+    const fromDevice: Buffer[] = [];
+    host.on('data', (b: Buffer) => fromDevice.push(b));
+    await new Promise((r) => setTimeout(r, 100));
     const got: Buffer[] = [];
     dev.on('data', (b: Buffer) => got.push(b));
     await until(() => written && Buffer.concat(got).length >= big.length, 'the big write delivered');
     expect(Buffer.concat(got).equals(big)).toBe(true);
+    // And the read that waited all along gets what the device sends.
+    dev.write('from the device after the gateway wrote\n');
+    await until(() => Buffer.concat(fromDevice).toString().includes('from the device after the gateway wrote\n'), 'the line read');
   }, 30_000);
 
   it('ends the connection as a disconnect when the device side goes away', async () => {

@@ -49,8 +49,8 @@ export interface PipelineOptions {
   readonly maxInFlight?: number;
   /**
    * Transports are asked to stop reading (`events.flow` held) at this many frames in flight, and to
-   * read again once half of them are acked (2048: twice what the verification workers hold at once
-   * by default; 0: never).
+   * read again once half of them are acked (2048, measured on 2 cores, where the two verification
+   * workers hold up to 1024 at once — two batches of 256 each; 0: never).
    */
   readonly holdInputAt?: number;
   /** Frames per append call (1024) and append calls outstanding (4). */
