@@ -183,7 +183,12 @@ interface Report {
   serials: string[] | undefined;
 }
 
-function parseReport(out: string): Report {
+/**
+ * What the child reported. `serials`: the pack serials the flash may hold after the kill — undefined
+ * when no chain write started; a write announced (`c`) but not confirmed (`C`) may or may not have
+ * landed, so the serial held before it (`startSerial` for the round's first) stays possible.
+ */
+function parseReport(out: string, startSerial: string): Report {
   const r: Report = { taken: [], written: [], maybeFreed: [], freed: [], serials: undefined };
   for (const line of out.split('\n')) {
     const [tag, a, b, c] = line.split(' ');
@@ -193,7 +198,7 @@ function parseReport(out: string): Report {
     else if (tag === 'A') {
       r.maybeFreed.pop();
       if (c) r.freed.push(...c.split(',').map(Number));
-    } else if (tag === 'c' && a) r.serials = [...(r.serials ?? []), a];
+    } else if (tag === 'c' && a) r.serials = [...(r.serials ?? [startSerial]), a];
     else if (tag === 'C' && a) r.serials = [a];
   }
   return r;
@@ -235,7 +240,7 @@ describe('DeviceFlash under power cuts', () => {
     let serial = '';
     for (let i = 0; i < 14; i++) {
       const out = await runUntilKilled(dir, i, 20 + Math.floor(rnd.next() * 300));
-      const r = parseReport(out);
+      const r = parseReport(out, serial);
       frames += r.written.length;
       for (const c of r.written) known.set(c, 'live');
       for (const c of r.freed) known.delete(c);
